@@ -1,0 +1,5 @@
+import sys
+
+from dockerify.cli import main
+
+sys.exit(main())

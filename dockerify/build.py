@@ -1,0 +1,131 @@
+"""`dockerify build`: sources -> one layer each -> image config -> manifest(s) -> output."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from dockerify.entry import Entry
+from dockerify.errors import DockerifyError
+from dockerify.fixups import PRELOAD_LABEL, neutralise_preload
+from dockerify.observe import TreeFacts
+from dockerify.oci.image import ImageConfig, ImageOptions, index_json, manifest_json
+from dockerify.oci.layer import write_layer
+from dockerify.oci.layout import Layout
+from dockerify.oci.model import OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, Descriptor, canonical_json
+from dockerify.oci.refs import ImageRef
+from dockerify.outputs import write_output
+from dockerify.platform import Platform, reconcile
+from dockerify.progress import Progress
+from dockerify.sources import DEFAULT_MAX_SIZE, Source, open_source
+from dockerify.sources.disk import LAYOUT_LABEL
+
+log = logging.getLogger("dockerify")
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    image: ImageOptions = field(default_factory=ImageOptions)
+    compression: str = "gzip"
+    epoch: int | None = None
+    pi_fixups: bool = True
+    force: bool = False
+    max_size: int = DEFAULT_MAX_SIZE
+    quiet: bool = False
+
+    @staticmethod
+    def epoch_from_env() -> int | None:
+        value = os.environ.get("SOURCE_DATE_EPOCH")
+        if not value:
+            return None
+        try:
+            return int(value)
+        except ValueError:
+            raise DockerifyError(f"SOURCE_DATE_EPOCH={value!r} is not a whole number of seconds") from None
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    digest: str  # of the root: the index for several platforms, else the manifest
+    manifests: tuple[tuple[str, str], ...]  # (platform, manifest digest)
+
+
+OS_RELEASE_LABELS = {
+    "NAME": "org.opencontainers.image.title",
+    "PRETTY_NAME": "org.opencontainers.image.description",
+    "VERSION_ID": "org.opencontainers.image.version",
+    "HOME_URL": "org.opencontainers.image.url",
+    "ID": "org.opencontainers.image.vendor",
+}
+
+
+def _fixups(entries: Iterator[Entry], labels: dict[str, str]) -> Iterator[Entry]:
+    for entry in entries:
+        fixed = neutralise_preload(entry)
+        if fixed is not None:
+            entry, labels[PRELOAD_LABEL] = fixed
+            log.info("neutralised libarmmem in /etc/ld.so.preload (restored on SD-card export)")
+        yield entry
+
+
+def build_manifest(
+    source: Source, requested: Platform | None, layout: Layout, opts: BuildOptions, progress: Progress
+) -> Descriptor:
+    facts = TreeFacts()
+    labels: dict[str, str] = {}
+    entries = facts.tap(source.entries())
+    if opts.pi_fixups:
+        entries = _fixups(entries, labels)
+    with progress.task(f"layer from {source.name}", unit="B") as advance:
+        layer = write_layer(
+            entries, layout.blobs, compression=opts.compression, epoch=opts.epoch, progress=advance
+        )
+    for name in (b"boot/firmware/config.txt", b"boot/config.txt"):
+        if name in facts.small_files:
+            facts.detector.add_boot_config(facts.small_files[name])
+    platform = reconcile(facts.detector.result(), requested, force=opts.force, source=source.name)
+    for key, label in OS_RELEASE_LABELS.items():
+        value = facts.os_release().get(key)
+        if value:
+            labels[label] = value
+    if source.layout is not None:
+        labels[LAYOUT_LABEL] = canonical_json(source.layout.to_json()).decode()
+    shell = facts.default_shell()
+    created = opts.epoch if opts.epoch is not None else facts.newest_mtime
+    config = ImageConfig(
+        platform, [layer.diff_id], created, opts.image, labels, default_cmd=(shell,) if shell else None
+    )
+    config_desc = layout.put_json(config.to_json(), OCI_CONFIG)
+    manifest = manifest_json(config_desc, [layer.descriptor])
+    desc = layout.put_json(manifest, OCI_MANIFEST, platform)
+    log.info("%s: %s, %d entries, layer %s", source.name, platform, facts.entries, layer.descriptor.digest)
+    return desc
+
+
+def build(
+    sources: list[tuple[Platform | None, str]], output: ImageRef, tag: str, opts: BuildOptions
+) -> BuildResult:
+    """Build one image per source; several sources become one multi-platform index."""
+    if not sources:
+        raise DockerifyError("nothing to build: name a disk image, tarball or directory")
+    progress = Progress(quiet=opts.quiet)
+
+    def produce(layout: Layout) -> Descriptor:
+        manifests: list[Descriptor] = []
+        for requested, path in sources:
+            with open_source(path, max_size=opts.max_size) as source:
+                manifests.append(build_manifest(source, requested, layout, opts, progress))
+        platforms = [d.platform for d in manifests]
+        if len(set(platforms)) != len(platforms):
+            raise DockerifyError(
+                "two sources have the same platform: " + ", ".join(map(str, platforms)),
+                hint="give each source a distinct PLATFORM=SOURCE",
+            )
+        if len(manifests) == 1:
+            return manifests[0]
+        return layout.put_json(index_json(manifests), OCI_INDEX)
+
+    root, manifests = write_output(output, tag, produce, progress)
+    return BuildResult(root.digest, tuple((str(d.platform), d.digest) for d in manifests))

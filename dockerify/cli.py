@@ -1,0 +1,269 @@
+"""The `dockerify` command line: argument parsing and user-facing errors only."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shlex
+import sys
+import traceback
+from collections.abc import Callable, Sequence
+
+from dockerify.errors import DockerifyError
+
+log = logging.getLogger("dockerify")
+_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+
+
+def parse_size(text: str) -> int:
+    t = text.strip().upper().removesuffix("IB").removesuffix("B")
+    unit = t[-1:] if t[-1:] in _SIZE_UNITS else ""
+    try:
+        return int(float(t[: len(t) - len(unit)]) * _SIZE_UNITS[unit])
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid size {text!r} (e.g. 512M, 4G)") from None
+
+
+def parse_command(text: str) -> tuple[str, ...]:
+    """A JSON array (exec form) or a shell-style string."""
+    if text.strip().startswith("["):
+        try:
+            value = json.loads(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid JSON array {text!r}") from None
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise argparse.ArgumentTypeError(f"{text!r} is not a JSON array of strings")
+        return tuple(value)
+    return tuple(shlex.split(text))
+
+
+def _key_value(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+# ---------------------------------------------------------------- commands
+
+
+def cmd_build(args: argparse.Namespace) -> int:
+    from dockerify.build import BuildOptions, build
+    from dockerify.oci.image import ImageOptions
+    from dockerify.oci.refs import parse_ref
+    from dockerify.platform import Platform
+
+    sources: list[tuple[Platform | None, str]] = []
+    for item in args.sources:
+        plat, sep, path = item.partition("=")
+        if sep and "/" in plat and not os.path.exists(item):
+            sources.append((Platform.parse(plat), path))
+        else:
+            sources.append((Platform.parse(args.platform) if args.platform else None, item))
+    if args.platform and len(sources) > 1:
+        raise DockerifyError("--platform applies to a single source; write several as PLATFORM=SOURCE")
+    name = args.tag or "pi:latest"
+    output = parse_ref(args.output) if args.output else parse_ref(f"docker-daemon:{name}")
+    image = ImageOptions(
+        env=tuple(args.env),
+        labels=tuple(args.label),
+        cmd=args.cmd,
+        entrypoint=args.entrypoint,
+        workdir=args.workdir or "",
+        user=args.user or "",
+        expose=tuple(args.expose),
+    )
+    opts = BuildOptions(
+        image=image,
+        compression=args.compression,
+        epoch=BuildOptions.epoch_from_env(),
+        pi_fixups=not args.no_pi_fixups,
+        force=args.force,
+        max_size=args.max_size,
+        quiet=args.quiet,
+    )
+    result = build(sources, output, name, opts)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "digest": result.digest,
+                    "manifests": [{"platform": p, "digest": d} for p, d in result.manifests],
+                }
+            )
+        )
+    else:
+        print(result.digest)
+    return 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from dockerify.inspect import inspect_target, render
+
+    info = inspect_target(args.target, platform=args.platform, max_size=args.max_size)
+    print(json.dumps(info, indent=2, sort_keys=True) if args.json else render(info))
+    return 0
+
+
+def cmd_diff(args: argparse.Namespace) -> int:
+    from dockerify.diff import compare, records
+    from dockerify.platform import Platform
+    from dockerify.trees import open_tree
+
+    plat = Platform.parse(args.platform) if args.platform else None
+    with open_tree(args.a, platform=plat, max_size=args.max_size) as a:
+        ra = records(a.entries())
+    with open_tree(args.b, platform=plat, max_size=args.max_size) as b:
+        rb = records(b.entries())
+    lines = compare(ra, rb)
+    for line in lines:
+        print(line)
+    if not lines and not args.quiet:
+        print(f"no differences ({len(ra)} entries)", file=sys.stderr)
+    return 1 if lines else 0
+
+
+# ---------------------------------------------------------------- parser
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars or info messages")
+    p.add_argument("--debug", action="store_true", help="tracebacks and tool command lines")
+    p.add_argument(
+        "--max-size",
+        type=parse_size,
+        default=64 << 30,
+        metavar="SIZE",
+        help="largest decompressed input accepted (default 64G)",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="dockerify", description="Bootable OS images <-> multi-platform OCI images"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    b = sub.add_parser("build", help="disk images, tarballs or directories -> an OCI image")
+    b.add_argument("sources", nargs="+", metavar="[PLATFORM=]SOURCE")
+    b.add_argument("-t", "--tag", help="image name NAME[:TAG] (default pi:latest)")
+    b.add_argument(
+        "-o",
+        "--output",
+        help="oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE, docker-daemon:NAME or REGISTRY/REPO:TAG (default docker-daemon:NAME)",
+    )
+    b.add_argument(
+        "--platform", help="os/arch[/variant]; overrides detection (a contradiction needs --force)"
+    )
+    b.add_argument("--force", action="store_true", help="accept a --platform that contradicts the content")
+    b.add_argument("--compression", choices=("gzip", "zstd"), default="gzip")
+    b.add_argument("--env", action="append", default=[], metavar="K=V")
+    b.add_argument("--label", action="append", default=[], type=_key_value, metavar="K=V")
+    b.add_argument("--cmd", type=parse_command)
+    b.add_argument("--entrypoint", type=parse_command)
+    b.add_argument("--workdir")
+    b.add_argument("--user")
+    b.add_argument("--expose", action="append", default=[], metavar="PORT[/PROTO]")
+    b.add_argument("--no-pi-fixups", action="store_true", help="keep /etc/ld.so.preload untouched")
+    b.add_argument("--json", action="store_true")
+    _common(b)
+    b.set_defaults(func=cmd_build)
+
+    i = sub.add_parser(
+        "inspect", help="partitions, filesystems and platform of a source, or an image's index and config"
+    )
+    i.add_argument("target", metavar="SOURCE|IMAGE")
+    i.add_argument("--platform")
+    i.add_argument("--json", action="store_true")
+    _common(i)
+    i.set_defaults(func=cmd_inspect)
+
+    d = sub.add_parser("diff", help="compare two trees (disk image, tarball, directory, image)")
+    d.add_argument("a")
+    d.add_argument("b")
+    d.add_argument("--platform", help="the platform to compare when an image holds several")
+    _common(d)
+    d.set_defaults(func=cmd_diff)
+
+    for register in _EXTRA_COMMANDS:
+        register(sub, _common)
+    return parser
+
+
+# Feature packages (export, registry, run) add their subcommands here, keeping this module thin.
+_EXTRA_COMMANDS: list[
+    Callable[[argparse._SubParsersAction, Callable[[argparse.ArgumentParser], None]], None]
+] = []
+
+
+def _load_extra_commands() -> None:
+    import importlib
+
+    for module in ("dockerify.exporters.commands", "dockerify.registry.commands"):
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as e:
+            if e.name != module:
+                raise
+            continue
+        _EXTRA_COMMANDS.append(mod.register)
+
+
+def run_cli(argv: Sequence[str] | None, parser_factory: Callable[[], argparse.ArgumentParser]) -> int:
+    _load_extra_commands()
+    parser = parser_factory()
+    args = parser.parse_args(argv)
+    debug = getattr(args, "debug", False)
+    logging.basicConfig(
+        level=logging.DEBUG
+        if debug
+        else (logging.WARNING if getattr(args, "quiet", False) else logging.INFO),
+        format="%(message)s",
+        stream=sys.stderr,
+    )
+    try:
+        return int(args.func(args))
+    except DockerifyError as e:
+        if debug:
+            traceback.print_exc()
+        print(f"{parser.prog}: error: {e.message}", file=sys.stderr)
+        if e.hint:
+            print(f"hint: {e.hint}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print(f"{parser.prog}: interrupted", file=sys.stderr)
+        return 130
+    except OSError as e:
+        if debug:
+            traceback.print_exc()
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"{parser.prog}: error: {where}{e.strerror or e}", file=sys.stderr)
+        return 1
+    except Exception as e:  # a bug: say so plainly, details only with --debug
+        if debug:
+            traceback.print_exc()
+        print(f"{parser.prog}: internal error: {type(e).__name__}: {e}", file=sys.stderr)
+        print("hint: run again with --debug for a traceback, and report it", file=sys.stderr)
+        return 70
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run_cli(argv, build_parser)
+
+
+def undockerify_main(argv: Sequence[str] | None = None) -> int:
+    from dockerify.exporters.commands import undockerify_parser
+
+    return run_cli(argv, undockerify_parser)
+
+
+def pi_main(argv: Sequence[str] | None = None) -> int:
+    from dockerify.runner import pi_parser
+
+    return run_cli(argv, pi_parser)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,113 @@
+"""`dockerify inspect`: what a source or an image holds, as a dict for --json or as text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from dockerify.entry import FileType
+from dockerify.observe import TreeFacts
+from dockerify.oci.layout import is_index
+from dockerify.oci.local import open_layout
+from dockerify.oci.refs import parse_ref
+from dockerify.oci.select import images
+from dockerify.platform import Platform
+from dockerify.sources import DEFAULT_MAX_SIZE, open_source
+from dockerify.trees import is_image_ref
+
+
+def _scan(entries: Any) -> TreeFacts:
+    facts = TreeFacts()
+    for entry in facts.tap(entries):
+        if entry.type is FileType.REG:
+            for offset, data in entry.chunks():
+                # Only ELF files are read to the end (their ARM attributes sit near the end).
+                if offset == 0 and data[:4] != b"\x7fELF" and entry.path not in facts.small_files:
+                    if entry.size > 65536:
+                        break
+    return facts
+
+
+def inspect_source(path: str, max_size: int = DEFAULT_MAX_SIZE) -> dict[str, Any]:
+    with open_source(path, max_size=max_size) as source:
+        facts = _scan(source.entries())
+        for name in (b"boot/firmware/config.txt", b"boot/config.txt"):
+            if name in facts.small_files:
+                facts.detector.add_boot_config(facts.small_files[name])
+        detected = facts.detector.result()
+        info: dict[str, Any] = {
+            "source": path,
+            "kind": source.kind,
+            "platform": str(detected) if detected else None,
+            "entries": facts.entries,
+            "os_release": facts.os_release(),
+        }
+        if source.layout is not None:
+            info["disk"] = source.layout.to_json()
+        return info
+
+
+def inspect_image(text: str, platform: str | None) -> dict[str, Any]:
+    ref = parse_ref(text)
+    with open_layout(ref) as (layout, root):
+        body = layout.read_json(root)
+        found = images(layout, root)
+        wanted = Platform.parse(platform) if platform else None
+        return {
+            "image": str(ref),
+            "digest": root.digest,
+            "mediaType": root.media_type or body.get("mediaType", ""),
+            "index": is_index(root, body),
+            "platforms": [str(i.platform) for i in found],
+            "manifests": [
+                {
+                    "platform": str(i.platform),
+                    "digest": i.descriptor.digest,
+                    "layers": [d.to_json() for d in i.layers],
+                    "config": i.config.get("config", {}),
+                    "created": i.config.get("created"),
+                }
+                for i in found
+                if wanted is None or i.platform == wanted
+            ],
+        }
+
+
+def inspect_target(
+    text: str, platform: str | None = None, max_size: int = DEFAULT_MAX_SIZE
+) -> dict[str, Any]:
+    if is_image_ref(text):
+        return inspect_image(text, platform)
+    return inspect_source(text, max_size)
+
+
+def render(info: dict[str, Any]) -> str:
+    lines = []
+    if "image" in info:
+        lines.append(f"image:     {info['image']}")
+        lines.append(f"digest:    {info['digest']}")
+        lines.append(f"platforms: {', '.join(info['platforms'])}")
+        for m in info["manifests"]:
+            cfg = m["config"]
+            size = sum(layer["size"] for layer in m["layers"])
+            lines.append(f"  {m['platform']}: {m['digest']} ({len(m['layers'])} layer(s), {size} bytes)")
+            for key in ("Entrypoint", "Cmd", "WorkingDir", "User"):
+                if cfg.get(key):
+                    lines.append(f"    {key}: {cfg[key]}")
+        return "\n".join(lines)
+    lines.append(f"source:   {info['source']} ({info['kind']})")
+    lines.append(f"platform: {info['platform'] or 'unknown'}")
+    lines.append(f"entries:  {info['entries']}")
+    osr = info.get("os_release") or {}
+    if osr:
+        lines.append(f"os:       {osr.get('PRETTY_NAME', osr.get('NAME', ''))}")
+    disk = info.get("disk")
+    if disk:
+        lines.append(f"table:    {disk['table_type']} disk id {disk['disk_id']}, {disk['size']} bytes")
+        for p in disk["partitions"]:
+            fs = p.get("fs") or {}
+            ident = fs.get("uuid") or fs.get("volume_id") or ""
+            lines.append(
+                f"  {p['number']}: start {p['start']} size {p['size']} type {p['type']} partuuid {p['partuuid']}"
+                f" {fs.get('type', '?')} {ident} label {fs.get('label', '')!r} -> {p.get('mountpoint') or '-'}"
+            )
+    return "\n".join(lines)

@@ -1,0 +1,57 @@
+"""Opening an image reference on this machine: an OCI layout, an archive, or the Docker daemon."""
+
+from __future__ import annotations
+
+import contextlib
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+from dockerify import daemon
+from dockerify.errors import DockerifyError, NotFound
+from dockerify.oci.archive import docker_archive_to_layout, safe_extract
+from dockerify.oci.layout import Layout
+from dockerify.oci.model import Descriptor
+from dockerify.oci.refs import ImageRef
+
+
+@contextlib.contextmanager
+def open_layout(ref: ImageRef) -> Iterator[tuple[Layout, Descriptor]]:
+    """The layout holding `ref` and the descriptor of its root (index or manifest).
+
+    Archives and daemon images are unpacked into a temporary directory that is removed on exit."""
+    if ref.transport == "oci":
+        if not Path(ref.path).exists():
+            raise NotFound(f"{ref}: no such directory")
+        layout = Layout.open(ref.path)
+        yield layout, layout.resolve(ref.tag)
+        return
+    with tempfile.TemporaryDirectory(prefix="dockerify-") as tmp:
+        root = Path(tmp)
+        if ref.transport == "oci-archive":
+            if not Path(ref.path).is_file():
+                raise NotFound(f"{ref}: no such file")
+            safe_extract(ref.path, root)
+            layout = Layout.open(root)
+            yield layout, layout.resolve(ref.tag)
+        elif ref.transport == "docker-archive":
+            if not Path(ref.path).is_file():
+                raise NotFound(f"{ref}: no such file")
+            safe_extract(ref.path, root)
+            yield docker_archive_to_layout(root, str(ref))
+        elif ref.transport == "docker-daemon":
+            archive = root / "save.tar"
+            with open(archive, "wb") as f:
+                daemon.save(ref.path, f)
+            unpacked = root / "image"
+            unpacked.mkdir()
+            safe_extract(str(archive), unpacked)
+            archive.unlink()
+            yield docker_archive_to_layout(unpacked, str(ref))
+        else:
+            from dockerify.registry import pull_to_layout  # registry support lives in its own package
+
+            yield pull_to_layout(ref.path, root)
+
+
+__all__ = ["open_layout", "DockerifyError"]

@@ -1,0 +1,100 @@
+"""Where a built image goes: an OCI layout, an archive, the Docker daemon or a registry.
+
+Every output is produced under a temporary name and moved into place at the end, so a failed
+build leaves nothing behind."""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+from dockerify import daemon
+from dockerify.errors import DockerifyError
+from dockerify.oci.archive import docker_archive_stream, oci_archive_stream, write_stream
+from dockerify.oci.layout import Layout
+from dockerify.oci.model import Descriptor
+from dockerify.oci.refs import ImageRef
+from dockerify.oci.select import Image, images
+from dockerify.progress import Progress
+
+Producer = Callable[[Layout], Descriptor]
+
+
+def tag_of(name: str) -> str:
+    """The tag part of NAME[:TAG] (a colon before the last slash is a registry port)."""
+    last = name.rsplit("/", 1)[-1]
+    return last.rsplit(":", 1)[1] if ":" in last else "latest"
+
+
+def _single(found: list[Image], output: ImageRef) -> Image:
+    if len(found) != 1:
+        raise DockerifyError(
+            f"{output}: a Docker image holds one platform, but this build has {len(found)}",
+            hint="build one platform at a time for Docker, or write all of them to oci:DIR or oci-archive:FILE",
+        )
+    return found[0]
+
+
+def write_output(
+    output: ImageRef, name: str, produce: Producer, progress: Progress
+) -> tuple[Descriptor, list[Descriptor]]:
+    if output.transport == "oci":
+        return _to_layout_dir(Path(output.path), output.tag or tag_of(name), produce)
+    parent = (
+        Path(output.path).resolve().parent if output.transport in ("oci-archive", "docker-archive") else None
+    )
+    if parent is not None and not parent.is_dir():
+        raise DockerifyError(f"{output}: directory {parent} does not exist")
+    with tempfile.TemporaryDirectory(prefix="dockerify-build-") as tmp:
+        layout = Layout.create(tmp)
+        root = produce(layout)
+        found = images(layout, root)
+        manifests = [i.descriptor for i in found]
+        if output.transport == "oci-archive":
+            layout.tag(root, output.tag or tag_of(name))
+            with progress.task(f"writing {output.path}") as advance:
+                write_stream(oci_archive_stream(layout), Path(output.path), advance)
+        elif output.transport == "docker-archive":
+            image = _single(found, output)
+            with progress.task(f"writing {output.path}") as advance:
+                write_stream(
+                    docker_archive_stream([(image, [name] if name else [])]), Path(output.path), advance
+                )
+        elif output.transport == "docker-daemon":
+            image = _single(found, output)
+            target = output.path if ":" in output.path.rsplit("/", 1)[-1] else output.path + ":latest"
+            daemon.load(docker_archive_stream([(image, [target])]))
+        else:
+            from dockerify.registry import push_layout
+
+            push_layout(layout, root, output.path)
+        return root, manifests
+
+
+def _to_layout_dir(path: Path, tag: str, produce: Producer) -> tuple[Descriptor, list[Descriptor]]:
+    if path.exists() and (path / "index.json").exists():
+        layout = Layout.open(path)
+        root = produce(layout)
+        layout.tag(root, tag)
+        return root, [i.descriptor for i in images(layout, root)]
+    if path.exists() and any(path.iterdir()):
+        raise DockerifyError(
+            f"oci:{path}: the directory exists and is not an OCI layout", hint="name a new or empty directory"
+        )
+    if not path.resolve().parent.is_dir():
+        raise DockerifyError(f"oci:{path}: directory {path.resolve().parent} does not exist")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.resolve().parent))
+    try:
+        layout = Layout.create(tmp)
+        root = produce(layout)
+        layout.tag(root, tag)
+        manifests = [i.descriptor for i in images(layout, root)]
+        if path.exists():
+            path.rmdir()
+        tmp.rename(path)
+        return root, manifests
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

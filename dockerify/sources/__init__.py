@@ -1,0 +1,74 @@
+"""Sources: disk images, rootfs tarballs and directories, each opened as a stream of entries."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from dockerify.entry import Entry
+from dockerify.errors import CorruptInput, NotFound
+
+DEFAULT_MAX_SIZE = 64 << 30  # decompressed bytes; a bigger input needs --max-size
+
+
+@dataclass
+class Source:
+    name: str
+    kind: str  # "disk" | "tarball" | "directory"
+    entries: Callable[[], Iterator[Entry]]
+    layout: Any = None  # DiskLayout for disk images
+
+
+def _kind_of(path: str, max_size: int) -> str:
+    from dockerify.sources.compression import detect, open_stream
+
+    if os.path.getsize(path) == 0:
+        raise CorruptInput(f"{path}: the file is empty (0 bytes)")
+    with open(path, "rb") as f:
+        head = f.read(1024)
+    if detect(head) == "zip":
+        return "disk"
+    with open_stream(path, max_size) as s:
+        inner = s.read(1024)
+    if len(inner) >= 262 and inner[257:262] == b"ustar":
+        return "tarball"
+    if len(inner) >= 512 and inner[510:512] == b"\x55\xaa":
+        return "disk"
+    lower = path.lower()
+    if ".tar" in lower or lower.endswith((".tgz", ".tbz2", ".txz")):
+        return "tarball"
+    raise CorruptInput(
+        f"{path}: neither a disk image (no partition table signature at byte 510) nor a tar archive",
+        hint="dockerify reads MBR/GPT disk images, rootfs tarballs and directories",
+    )
+
+
+@contextlib.contextmanager
+def open_source(path: str, *, max_size: int = DEFAULT_MAX_SIZE) -> Iterator[Source]:
+    if not os.path.exists(path):
+        raise NotFound(f"{path}: no such file or directory")
+    if os.path.isdir(path):
+        from dockerify.sources.directory import directory_entries
+
+        yield Source(path, "directory", lambda: directory_entries(path))
+        return
+    kind = _kind_of(path, max_size)
+    if kind == "tarball":
+        from dockerify.sources.compression import open_stream
+        from dockerify.sources.tarstream import tar_entries
+
+        def tar_stream() -> Iterator[Entry]:
+            with open_stream(path, max_size) as s:
+                yield from tar_entries(s, path)
+
+        yield Source(path, "tarball", tar_stream)
+        return
+    from dockerify.sources.compression import open_disk_image
+    from dockerify.sources.disk import DiskSource
+
+    with open_disk_image(path, max_size) as (f, size):
+        disk = DiskSource(f, size, path)
+        yield Source(path, "disk", disk.entries, disk.layout())

@@ -1,0 +1,220 @@
+"""A partitioned disk image as one tree: the root filesystem with the boot partition mounted
+where the image's own /etc/fstab puts it, and the disk layout recorded for the way back."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from typing import Any, BinaryIO
+
+from dockerify.entry import Entry, FileType, path_key
+from dockerify.errors import CorruptInput
+from dockerify.sources.ext4 import Ext4Reader
+from dockerify.sources.fat import FatReader
+from dockerify.sources.partitions import Partition, PartitionTable, read_partition_table
+
+log = logging.getLogger("dockerify")
+
+LAYOUT_LABEL = "io.dockerify.disk-layout"
+
+
+def probe_fs(f: BinaryIO, part: Partition) -> str | None:
+    """'ext' or 'fat' from the filesystem's own magic numbers, else None."""
+    f.seek(part.start + 1080)
+    if f.read(2) == b"\x53\xef":
+        return "ext"
+    f.seek(part.start)
+    boot = f.read(512)
+    if (
+        len(boot) == 512
+        and boot[510:512] == b"\x55\xaa"
+        and (b"FAT" in boot[54:62] or b"FAT32" in boot[82:90])
+    ):
+        return "fat"
+    return None
+
+
+@dataclass
+class PartitionRecord:
+    number: int
+    start: int
+    size: int
+    type: str
+    partuuid: str
+    name: str
+    bootable: bool
+    fs: dict[str, Any] = field(default_factory=dict)
+    mountpoint: str = ""
+
+
+@dataclass
+class DiskLayout:
+    table_type: str
+    disk_id: str
+    size: int
+    partitions: list[PartitionRecord]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> DiskLayout:
+        parts = [PartitionRecord(**p) for p in d["partitions"]]
+        return cls(d["table_type"], d["disk_id"], d["size"], parts)
+
+
+def parse_fstab(text: str) -> list[tuple[str, str, str]]:
+    out = []
+    for line in text.splitlines():
+        fields = line.split("#", 1)[0].split()
+        if len(fields) >= 3:
+            out.append((fields[0], fields[1], fields[2]))
+    return out
+
+
+def _boot_mountpoint(
+    fstab: list[tuple[str, str, str]], table: PartitionTable, boot: Partition, fat_id: str
+) -> str:
+    ids = {
+        f"PARTUUID={boot.partuuid}".lower(),
+        f"UUID={fat_id[:4]}-{fat_id[4:]}".lower(),
+        "/dev/mmcblk0p1",
+        "/dev/sda1",
+    }
+    for device, mountpoint, _fstype in fstab:
+        if device.lower() in ids:
+            return mountpoint
+    for _device, mountpoint, fstype in fstab:
+        if fstype in ("vfat", "msdos", "fat"):
+            return mountpoint
+    return "/boot"
+
+
+def _read_small(reader: Ext4Reader, wanted: bytes) -> bytes | None:
+    """Content of one small file, walking only as far as sorted order needs."""
+    key = path_key(wanted)
+    for entry in reader.entries():
+        if entry.path == wanted:
+            return entry.read_all() if entry.type is FileType.REG else None
+        if path_key(entry.path) > key:
+            return None
+    return None
+
+
+class DiskSource:
+    def __init__(self, f: BinaryIO, size: int, name: str) -> None:
+        self.f, self.size, self.name = f, size, name
+        self.table = read_partition_table(f, size, name)
+        self.root_part: Partition | None = None
+        self.boot_part: Partition | None = None
+        kinds = {}
+        for part in self.table.partitions:
+            kinds[part.number] = probe_fs(f, part)
+        ext = [p for p in self.table.partitions if kinds[p.number] == "ext"]
+        fat = [p for p in self.table.partitions if kinds[p.number] == "fat"]
+        if not ext:
+            raise CorruptInput(
+                f"{name}: no ext2/3/4 partition found to use as the root filesystem",
+                hint="partitions: " + ", ".join(f"{p.number} type {p.type}" for p in self.table.partitions),
+            )
+        self.root_part = ext[0]
+        self.root = Ext4Reader(
+            f, self.root_part.start, self.root_part.size, f"{name} partition {self.root_part.number}"
+        )
+        self.boot: FatReader | None = None
+        self.boot_mount = ""
+        if fat:
+            self.boot_part = fat[0]
+            self.boot = FatReader(
+                f, self.boot_part.start, self.boot_part.size, f"{name} partition {self.boot_part.number}"
+            )
+            fstab = _read_small(self.root, b"etc/fstab")
+            if fstab is None:
+                # Without an fstab the Raspberry Pi convention applies: partition 1 is /boot.
+                self.boot_mount = "/boot"
+            else:
+                self.boot_mount = _boot_mountpoint(
+                    parse_fstab(fstab.decode(errors="replace")),
+                    self.table,
+                    self.boot_part,
+                    self.boot.info.volume_id,
+                )
+
+    def layout(self) -> DiskLayout:
+        records = []
+        for p in self.table.partitions:
+            rec = PartitionRecord(p.number, p.start, p.size, p.type, p.partuuid, p.name, p.bootable)
+            if p is self.root_part:
+                i = self.root.info
+                rec.fs = {
+                    "type": i.fs_type,
+                    "uuid": i.uuid,
+                    "label": i.label,
+                    "features": list(i.features),
+                    "block_size": i.block_size,
+                    "inode_size": i.inode_size,
+                    "size": i.size_bytes,
+                }
+                rec.mountpoint = "/"
+            elif p is self.boot_part and self.boot is not None:
+                b = self.boot.info
+                rec.fs = {
+                    "type": f"fat{b.fat_type}",
+                    "volume_id": b.volume_id,
+                    "label": b.label,
+                    "cluster_size": b.cluster_size,
+                    "size": b.size_bytes,
+                }
+                rec.mountpoint = self.boot_mount
+            records.append(rec)
+        return DiskLayout(self.table.type, self.table.disk_id, self.size, records)
+
+    def entries(self) -> Iterator[Entry]:
+        root_entries = (
+            e
+            for e in self.root.entries()
+            if e.path != b"lost+found" and not e.path.startswith(b"lost+found/")
+        )
+        if self.boot is None:
+            yield from root_entries
+            return
+        mount = self.boot_mount.strip("/").encode()
+        yield from mount_at(root_entries, self.boot.entries(), mount)
+
+
+def mount_at(base: Iterator[Entry], mounted: Iterator[Entry], mount: bytes) -> Iterator[Entry]:
+    """Merge `mounted` (a tree rooted at '.') under `mount` of `base`, keeping sorted order.
+    The mount point keeps the base tree's directory metadata; anything the base tree holds below
+    it is hidden, as it would be on a running system."""
+    key = path_key(mount)
+    injected = False
+    prefix = mount + b"/"
+
+    def inject(first: Entry | None) -> Iterator[Entry]:
+        if first is not None:
+            yield first
+        else:
+            # The mount point (and its parents) do not exist in the base tree: make them.
+            yield Entry(path=mount, type=FileType.DIR, mode=0o755)
+        for e in mounted:
+            if e.path == b".":
+                continue
+            yield e.with_(path=prefix + e.path, linkname=e.linkname)
+
+    for entry in base:
+        if not injected:
+            k = path_key(entry.path)
+            if entry.path == mount:
+                injected = True
+                yield from inject(entry)
+                continue
+            if k > key:
+                injected = True
+                yield from inject(None)
+        elif entry.path.startswith(prefix):
+            log.warning("%s is hidden under the mount point /%s", entry.name, mount.decode())
+            continue
+        yield entry
+    if not injected:
+        yield from inject(None)

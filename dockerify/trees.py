@@ -1,0 +1,50 @@
+"""Any tree the CLI can name, as entries: a disk image, tarball or directory, or one platform of
+an image reference."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+from dockerify.entry import Entry
+from dockerify.oci.flatten import flatten
+from dockerify.oci.local import open_layout
+from dockerify.oci.refs import TRANSPORTS, parse_ref
+from dockerify.oci.select import Image, select
+from dockerify.platform import Platform
+from dockerify.sources import DEFAULT_MAX_SIZE, open_source
+
+
+def is_image_ref(text: str) -> bool:
+    return text.split(":", 1)[0] in TRANSPORTS
+
+
+@dataclass
+class Tree:
+    name: str
+    entries: Callable[[], Iterator[Entry]]
+    image: Image | None = None
+
+
+@contextlib.contextmanager
+def open_image(text: str, platform: Platform | None) -> Iterator[Image]:
+    ref = parse_ref(text)
+    with open_layout(ref) as (layout, root):
+        yield select(layout, root, platform, str(ref))
+
+
+@contextlib.contextmanager
+def open_tree(
+    text: str,
+    *,
+    platform: Platform | None = None,
+    max_size: int = DEFAULT_MAX_SIZE,
+    restore_fixups: bool = True,
+) -> Iterator[Tree]:
+    if is_image_ref(text):
+        with open_image(text, platform) as image:
+            yield Tree(text, lambda: flatten(image, restore_fixups=restore_fixups), image)
+        return
+    with open_source(text, max_size=max_size) as source:
+        yield Tree(text, source.entries)

@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Start the real components the tests use: dockerd, a loopback docker-registry, and the
+# qemu-user binfmt handlers. Safe to run again: running services are left alone.
+set -euo pipefail
+
+log_dir=${DOCKERIFY_LOG_DIR:-/tmp/dockerify-daemons}
+mkdir -p "$log_dir"
+
+# binfmt_misc: arm64 / armhf binaries run through qemu-user-static (F flag: the interpreter is
+# opened at registration, so it works inside containers too).
+if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
+  mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
+fi
+for h in qemu-aarch64 qemu-arm; do
+  update-binfmts --enable "$h" >/dev/null 2>&1 || true
+done
+
+# dockerd with BuildKit built in (Debian's docker.io 20.10).
+if ! /usr/bin/docker info >/dev/null 2>&1; then
+  (dockerd --host=unix:///var/run/docker.sock >"$log_dir/dockerd.log" 2>&1 &)
+  for _ in $(seq 1 60); do
+    /usr/bin/docker info >/dev/null 2>&1 && break
+    sleep 1
+  done
+  /usr/bin/docker info >/dev/null 2>&1 || { echo "dockerd did not start; see $log_dir/dockerd.log" >&2; exit 1; }
+fi
+
+# A plain registry on 127.0.0.1:5000 only.
+if ! curl -fsS http://127.0.0.1:5000/v2/ >/dev/null 2>&1; then
+  mkdir -p "$log_dir/registry-data"
+  cat >"$log_dir/registry.yml" <<YML
+version: 0.1
+storage:
+  filesystem:
+    rootdirectory: $log_dir/registry-data
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:5000
+YML
+  (docker-registry serve "$log_dir/registry.yml" >"$log_dir/registry.log" 2>&1 &)
+  for _ in $(seq 1 30); do
+    curl -fsS http://127.0.0.1:5000/v2/ >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  curl -fsS http://127.0.0.1:5000/v2/ >/dev/null || { echo "registry did not start; see $log_dir/registry.log" >&2; exit 1; }
+fi
+echo "dockerd, registry (127.0.0.1:5000) and binfmt handlers are up"
