@@ -110,7 +110,8 @@ class DiskSource:
         self.boot_part: Partition | None = None
         kinds = {}
         for part in self.table.partitions:
-            kinds[part.number] = probe_fs(f, part)
+            # An extended partition is a container of logical ones, never a filesystem.
+            kinds[part.number] = None if part.is_extended else probe_fs(f, part)
         ext = [p for p in self.table.partitions if kinds[p.number] == "ext"]
         fat = [p for p in self.table.partitions if kinds[p.number] == "fat"]
         if not ext:
