@@ -201,7 +201,7 @@ _EXTRA_COMMANDS: list[
 def _load_extra_commands() -> None:
     import importlib
 
-    for module in ("dockerify.exporters.commands", "dockerify.registry.commands"):
+    for module in ("dockerify.runner", "dockerify.exporters.commands", "dockerify.registry.commands"):
         try:
             mod = importlib.import_module(module)
         except ModuleNotFoundError as e:

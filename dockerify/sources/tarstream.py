@@ -29,15 +29,19 @@ def _raw(text: str) -> bytes:
     return text.encode("utf-8", "surrogateescape")
 
 
-def normalize(name: bytes, where: str) -> bytes:
+def show(name: bytes) -> str:
+    return repr(name.decode("utf-8", "backslashreplace"))
+
+
+def normalize(name: bytes, where: str, what: str = "member") -> bytes:
     """A member name as a clean relative path; the archive root is b'.'."""
     if name.startswith(b"/"):
         raise CorruptInput(
-            f"{where}: member {name!r} has an absolute name", hint="rootfs tarballs hold relative names"
+            f"{where}: {what} {show(name)} has an absolute name", hint="rootfs tarballs hold relative names"
         )
     parts = [p for p in name.split(b"/") if p not in (b"", b".")]
     if b".." in parts:
-        raise CorruptInput(f"{where}: member {name!r} climbs out of the archive with '..'")
+        raise CorruptInput(f"{where}: {what} {show(name)} climbs out of the archive with '..'")
     return b"/".join(parts) or b"."
 
 
@@ -90,15 +94,16 @@ def tar_entries(fileobj: BinaryIO, where: str, *, check_links: bool = True) -> I
             _check_parents(path, symlinks, where)
             linkname = _raw(member.linkname)
             if ftype is FileType.HARDLINK:
-                linkname = normalize(linkname, where)
+                linkname = normalize(linkname, where, f"hard link {show(path)} -> target")
                 if check_links and linkname not in files:
                     raise CorruptInput(
-                        f"{where}: member {member.name!r} is a hard link to {member.linkname!r}, "
+                        f"{where}: member {show(path)} is a hard link to {member.linkname!r}, "
                         "which is not a file earlier in the archive"
                     )
             regions = None
-            if member.sparse is not None:
-                regions = tuple((o, n) for o, n in member.sparse if n > 0)
+            sparse_map: list[tuple[int, int]] | None = getattr(member, "sparse", None)
+            if sparse_map is not None:
+                regions = tuple((o, n) for o, n in sparse_map if n > 0)
             entry = Entry(
                 path=path,
                 type=ftype,
@@ -135,7 +140,6 @@ def _check_parents(path: bytes, symlinks: set[bytes], where: str) -> None:
         parent = b"/".join(parts[:i])
         if parent in symlinks:
             raise CorruptInput(
-                f"{where}: member {path.decode(errors='replace')!r} is written through the symlink "
-                f"{parent.decode(errors='replace')!r}",
+                f"{where}: member {show(path)} is written through the symlink {show(parent)}",
                 hint="a tarball that does this could write outside the tree when unpacked",
             )

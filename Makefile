@@ -1,0 +1,39 @@
+# Common flows. `make setup` once on a fresh Debian bookworm machine (as root), then `make test`.
+PYTHON ?= python3
+ARCH ?= aarch64
+TARBALL ?=
+REGISTRY ?= 127.0.0.1:5000
+
+.PHONY: setup install daemons fixtures test lint bench docker clean
+
+setup: install daemons fixtures
+
+install:
+	bash scripts/setup.sh
+	[ ! -f scripts/build-init.sh ] || bash scripts/build-init.sh
+	[ ! -f scripts/get-kernels.sh ] || bash scripts/get-kernels.sh
+
+daemons:
+	bash scripts/start-daemons.sh
+
+fixtures:
+	$(PYTHON) scripts/make_fixtures.py
+
+test:
+	$(PYTHON) -m pytest -q -rs
+
+lint:
+	ruff check dockerify tests scripts bench
+	mypy dockerify
+
+bench:
+	$(PYTHON) bench/bench_build.py
+
+# The openlinux flow: a rootfs tarball of ARCH (x86_64 or aarch64) into the daemon, correctly labelled.
+docker:
+	@test -n "$(TARBALL)" || { echo "usage: make docker ARCH=aarch64 TARBALL=path/to/rootfs.tar.gz" >&2; exit 2; }
+	dockerify build --platform linux/$(if $(filter x86_64,$(ARCH)),amd64,arm64) \
+	  --cmd /bin/sh -t openlinux:latest --output docker-daemon:openlinux:latest $(TARBALL)
+
+clean:
+	rm -rf .fixtures .cache build *.egg-info

@@ -1,0 +1,67 @@
+"""Benchmark: a large Pi-style card into an image, against the naive pipelines, in one run.
+
+    python3 bench/bench_build.py        (as root: the naive pipelines loop-mount the card)
+
+Prints wall time and peak memory of each step and the ratios issue 2 asks for."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import dockerify_cmd, large_card, measure, mounted_card, report  # noqa: E402
+
+
+def main() -> int:
+    if os.geteuid() != 0:
+        print("the naive pipelines need root for loop mounts; run as root", file=sys.stderr)
+        return 2
+    card = large_card()
+    print(
+        f"card: {card} ({card.stat().st_size >> 20} MiB, {card.stat().st_blocks * 512 >> 20} MiB allocated)"
+    )
+    rows: list[tuple[str, float, int]] = []
+    with tempfile.TemporaryDirectory(dir=card.parent) as tmp:
+        out = Path(tmp)
+        subprocess.run(["docker", "rmi", "-f", "bench/dockerify", "bench/naive"], capture_output=True)
+        d_daemon = measure(
+            dockerify_cmd("build", "-q", str(card), "--output", "docker-daemon:bench/dockerify")
+        )
+        rows.append(("dockerify --output docker-daemon:", *d_daemon))
+        d_gzip = measure(dockerify_cmd("build", "-q", str(card), "--output", f"oci:{out / 'gz'}"))
+        rows.append(("dockerify --output oci: (gzip)", *d_gzip))
+        d_zstd = measure(
+            dockerify_cmd("build", "-q", str(card), "--compression", "zstd", "--output", f"oci:{out / 'zst'}")
+        )
+        rows.append(("dockerify --output oci: (zstd)", *d_zstd))
+        with mounted_card(card) as mnt:
+            n_import = measure(
+                f"tar --xattrs --xattrs-include='*' -C {mnt} -cf - . | docker import - bench/naive"
+            )
+            rows.append(("naive: loop mount, tar --xattrs | docker import", *n_import))
+            n_pigz = measure(f"tar --xattrs -C {mnt} -cf - . | pigz -p2 > {out / 'naive.tar.gz'}")
+            rows.append(("naive: tar | pigz -p2", *n_pigz))
+            n_zstd = measure(f"tar --xattrs -C {mnt} -cf - . | zstd -q -T2 -3 > {out / 'naive.tar.zst'}")
+            rows.append(("naive: tar | zstd -T2", *n_zstd))
+        subprocess.run(["docker", "rmi", "-f", "bench/dockerify", "bench/naive"], capture_output=True)
+        shutil.rmtree(out / "gz", ignore_errors=True)
+    peak = max(r[2] for r in rows[:3])
+    report(
+        rows,
+        [
+            ("docker-daemon: naive / dockerify (speed-up)", n_import[0] / d_daemon[0], "> 1"),
+            ("oci gzip: dockerify / (tar | pigz -p2)", d_gzip[0] / n_pigz[0], "<= 1.5"),
+            ("oci zstd: dockerify / (tar | zstd -T2)", d_zstd[0] / n_zstd[0], "<= 1.5"),
+        ],
+    )
+    print(f"\ndockerify peak memory: {peak / 1024:.1f} MiB (target < 300 MiB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,78 @@
+"""Shared test plumbing: the real components (daemon, registry, qemu, tools) as fixtures.
+
+Locally a missing component skips its tests with a reason; with CI=true the skip becomes a
+failure, because CI installs and starts everything (see .ci/run)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.fixtures import in_ci, require
+
+REPO = Path(__file__).resolve().parent.parent
+REGISTRY = "127.0.0.1:5000"
+
+
+def dockerify(
+    *args: str, check: bool = True, env: dict[str, str] | None = None, **kw
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI as a user would, in a fresh process."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "dockerify", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        **kw,
+    )
+    if check and proc.returncode != 0:
+        raise AssertionError(f"dockerify {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
+    return proc
+
+
+def require_tool(*names: str) -> None:
+    for name in names:
+        require(shutil.which(name), f"{name} is not installed (scripts/setup.sh installs it)")
+
+
+def is_root() -> bool:
+    return os.geteuid() == 0
+
+
+@pytest.fixture(scope="session")
+def docker_daemon() -> str:
+    require_tool("docker")
+    ok = subprocess.run(["docker", "info"], capture_output=True).returncode == 0
+    require(ok, "the Docker daemon is not running (scripts/start-daemons.sh starts it)")
+    return "docker"
+
+
+@pytest.fixture(scope="session")
+def registry() -> str:
+    try:
+        urllib.request.urlopen(f"http://{REGISTRY}/v2/", timeout=3)
+        up = True
+    except OSError:
+        up = False
+    require(up, f"no registry on {REGISTRY} (scripts/start-daemons.sh starts one)")
+    return REGISTRY
+
+
+@pytest.fixture(scope="session")
+def root_user() -> None:
+    require(is_root(), "needs root for the oracle's read-only loop mounts")
+
+
+@pytest.fixture(scope="session")
+def binfmt() -> None:
+    ok = all(Path(f"/proc/sys/fs/binfmt_misc/{h}").exists() for h in ("qemu-aarch64", "qemu-arm"))
+    require(ok, "qemu-user binfmt handlers are not registered (scripts/start-daemons.sh enables them)")
+
+
+__all__ = ["dockerify", "require_tool", "in_ci", "REGISTRY"]

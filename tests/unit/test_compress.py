@@ -1,0 +1,42 @@
+import gzip
+import os
+import shutil
+import subprocess
+
+import pytest
+import zstandard
+
+from dockerify.oci.compress import ParallelGzipWriter, ZstdWriter
+
+DATA = os.urandom(1 << 20) + b"dockerify " * 400_000 + bytes(3 << 20)
+
+
+def _gzip(data: bytes, threads: int, step: int) -> bytes:
+    out: list[bytes] = []
+    w = ParallelGzipWriter(out.append, threads=threads)
+    for i in range(0, len(data), step):
+        w.write(data[i : i + step])
+    w.close()
+    return b"".join(out)
+
+
+def test_gzip_round_trip_and_independent_of_threads_and_write_sizes() -> None:
+    a = _gzip(DATA, 1, 1 << 20)
+    b = _gzip(DATA, 4, 77_777)
+    assert a == b
+    assert gzip.decompress(a) == DATA
+
+
+@pytest.mark.skipif(not shutil.which("gzip"), reason="gzip not installed")
+def test_gzip_tool_accepts_it(tmp_path) -> None:
+    path = tmp_path / "x.gz"
+    path.write_bytes(_gzip(DATA, 2, 1 << 20))
+    assert subprocess.run(["gzip", "-t", str(path)]).returncode == 0
+
+
+def test_zstd_round_trip() -> None:
+    out: list[bytes] = []
+    w = ZstdWriter(out.append)
+    w.write(DATA)
+    w.close()
+    assert zstandard.ZstdDecompressor().decompressobj().decompress(b"".join(out)) == DATA
