@@ -4,7 +4,7 @@ ARCH ?= aarch64
 TARBALL ?=
 REGISTRY ?= 127.0.0.1:5000
 
-.PHONY: setup install daemons fixtures test lint bench docker clean
+.PHONY: setup install daemons fixtures test lint bench bench-registry docker clean
 
 setup: install daemons fixtures
 
@@ -28,6 +28,9 @@ lint:
 
 bench:
 	$(PYTHON) bench/bench_build.py
+
+bench-registry:
+	$(PYTHON) bench/bench_registry.py
 
 # The openlinux flow: a rootfs tarball of ARCH (x86_64 or aarch64) into the daemon, correctly labelled.
 docker:

@@ -4,20 +4,33 @@ an image reference."""
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from dockerify.entry import Entry
+from dockerify.errors import DockerifyError
 from dockerify.oci.flatten import flatten
 from dockerify.oci.local import open_layout
-from dockerify.oci.refs import TRANSPORTS, parse_ref
+from dockerify.oci.refs import TRANSPORTS, ImageRef, parse_ref
 from dockerify.oci.select import Image, select
 from dockerify.platform import Platform
 from dockerify.sources import DEFAULT_MAX_SIZE, open_source
 
 
 def is_image_ref(text: str) -> bool:
-    return text.split(":", 1)[0] in TRANSPORTS
+    """A transport-prefixed reference, or a registry reference that is not a local path."""
+    if text.split(":", 1)[0] in TRANSPORTS:
+        return True
+    return parse_ref_or_none(text) is not None and not os.path.exists(text) and not text.startswith((".", "/"))
+
+
+def parse_ref_or_none(text: str) -> ImageRef | None:
+    try:
+        ref = parse_ref(text)
+    except DockerifyError:
+        return None
+    return ref if ref.transport == "registry" and "/" in text else None
 
 
 @dataclass

@@ -17,6 +17,6 @@ apt-get install -y -q --no-install-recommends \
   pigz zstd xz-utils bzip2 gzip cpio tar time apache2-utils \
   busybox-static gcc-arm-linux-gnueabihf gcc-aarch64-linux-gnu gcc libc6-dev \
   libc6-dev-armhf-cross libc6-dev-arm64-cross binutils debootstrap \
-  python3-pip ca-certificates
+  openssl curl python3-pip ca-certificates
 
 python3 -m pip install -q --disable-pip-version-check -e ".[test]"

@@ -96,7 +96,7 @@ class ZstdWriter:
     # stream_writer keeps zstd's worker threads busy; compressobj() measured 40 % slower here.
     def __init__(self, sink: Callable[[bytes], object], level: int = 3, threads: int | None = None) -> None:
         cctx = zstandard.ZstdCompressor(level=level, threads=threads or _workers(), write_checksum=True)
-        self._writer = cctx.stream_writer(_CallableSink(sink), closefd=False)
+        self._writer = cctx.stream_writer(_CallableSink(sink), closefd=False)  # type: ignore[arg-type]
 
     def write(self, data: bytes) -> None:
         self._writer.write(data)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from dockerify.oci.model import (
 from dockerify.platform import Platform
 
 LAYOUT_FILE = b'{"imageLayoutVersion":"1.0.0"}'
+_SIDECAR = re.compile(r"^sha256-[0-9a-f]{64}\.(sig|att|sbom)$")
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -80,6 +82,8 @@ class Layout:
     def resolve(self, tag: str | None) -> Descriptor:
         manifests = self.manifests()
         if tag is None:
+            # Signatures and attestations (sha256-<hex>.sig/.att/.sbom) are not images to pick.
+            manifests = [d for d in manifests if not _SIDECAR.match(d.annotations.get(REF_NAME, ""))]
             if len(manifests) == 1:
                 return manifests[0]
             tags = [d.annotations.get(REF_NAME, "?") for d in manifests]

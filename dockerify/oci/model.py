@@ -20,6 +20,8 @@ DOCKER_LAYER = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 MANIFEST_TYPES = (OCI_MANIFEST, DOCKER_MANIFEST)
 INDEX_TYPES = (OCI_INDEX, DOCKER_MANIFEST_LIST)
 REF_NAME = "org.opencontainers.image.ref.name"
+# artifactType of SD-card images pushed as OCI artifacts.
+SDCARD_ARTIFACT_TYPE = "application/vnd.dockerify.sdcard.v1"
 
 
 def canonical_json(obj: Any) -> bytes:

@@ -163,6 +163,7 @@ XATTR_PREFIXES = {
     7: "system.",
     8: "system.richacl",
 }
+XATTR_ACL_INDEXES = {2, 3}
 INLINE_DATA_XATTR = "system.data"
 
 # POSIX ACLs: ext4 stores version 1 with 4-byte short entries; the VFS speaks version 2 with
@@ -173,7 +174,9 @@ ACL_SHORT_TAGS = {0x01, 0x04, 0x10, 0x20}  # USER_OBJ, GROUP_OBJ, MASK, OTHER
 ACL_ID_TAGS = {0x02, 0x08}  # USER, GROUP
 ACL_UNDEFINED_ID = 0xFFFFFFFF
 
-DESC_CACHE_SIZE = 256
+# Bounded caches: inode table locations per group, and recently read metadata blocks (inode
+# table blocks are read 4 to 256 inodes at a time; xattr blocks are often shared).
+INODE_TABLE_CACHE_SIZE = 256
 META_CACHE_SIZE = 512
 
 
@@ -209,7 +212,7 @@ class _Superblock:
     ro_compat: int
 
 
-@dataclass
+@dataclass(slots=True)
 class _Inode:
     """The fields of one on-disk inode that a file entry needs."""
 
@@ -231,7 +234,7 @@ class _Inode:
         return FILE_TYPES.get(self.mode & S_IFMT)
 
 
-@dataclass
+@dataclass(slots=True)
 class _MapWalk:
     """One walk over a file's block mapping: what it found so far."""
 
@@ -264,7 +267,14 @@ def _join(parent: bytes, name: bytes) -> bytes:
 
 
 class Ext4Reader:
-    """Reads the tree of an ext2/3/4 filesystem at `offset` in `f` as `Entry` objects."""
+    """Reads the tree of an ext2/3/4 filesystem at `offset` in `f` as `Entry` objects.
+
+    `size` is the number of bytes available from `offset` (the partition length; by default up
+    to the end of `f`) and `name` names the input in every error message. `f` may be shared with
+    other readers: it is read with os.pread, or seek + read when it has no descriptor.
+    """
+
+    info: Ext4Info
 
     def __init__(self, f: BinaryIO, offset: int = 0, size: int | None = None, name: str = "ext4") -> None:
         self._f = f
@@ -495,7 +505,7 @@ class Ext4Reader:
                 path,
             )
         self._inode_tables[group] = table
-        if len(self._inode_tables) > DESC_CACHE_SIZE:
+        if len(self._inode_tables) > INODE_TABLE_CACHE_SIZE:
             self._inode_tables.popitem(last=False)
         return table
 
@@ -615,7 +625,7 @@ class Ext4Reader:
                     inode, f"xattr {name!r} value ({value_size} bytes at {value_offs}) overruns its area"
                 )
             value = buf[value_start : value_start + value_size] if value_size else b""
-            if index in (2, 3):
+            if index in XATTR_ACL_INDEXES:
                 value = self._acl_to_vfs(inode, name, value)
             attrs[name] = value
             pos = (name_end + 3) & ~3

@@ -10,6 +10,7 @@ import shutil
 import stat
 import subprocess
 import tarfile
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -132,10 +133,15 @@ def test_special_files_survive(built, tmp_path, root_user) -> None:
     assert stat.S_IMODE(os.lstat(special / "setuid").st_mode) == 0o4755
     assert stat.S_IMODE(os.lstat(special / "setgid").st_mode) == 0o2755
     assert stat.S_IMODE(os.lstat(special / "sticky").st_mode) == 0o1777
-    assert os.getxattr(special / "capability", "security.capability", follow_symlinks=False)
-    caps = [p for p in special.iterdir() if "security.capability" in os.listxattr(p, follow_symlinks=False)]
-    assert caps
-    assert any("user.dockerify" in os.listxattr(p, follow_symlinks=False) for p in special.iterdir())
+    # cap_net_raw+ep as setcap writes it: revision 2, permitted bit 13, effective flag.
+    cap = os.getxattr(special / "cap-net-raw", "security.capability", follow_symlinks=False)
+    assert cap[:4] == b"\x01\x00\x00\x02" and int.from_bytes(cap[4:8], "little") == 1 << 13
+    assert os.getxattr(special / "xattr-user", "user.dockerify", follow_symlinks=False) == b"hello"
+    assert os.lstat(special / "hardlink-1").st_ino == os.lstat(special / "hardlink-3").st_ino
+    assert os.lstat(special / "owned-100000").st_uid == 100000
+    assert os.lstat(special / "char-null").st_rdev == os.makedev(1, 3)
+    assert os.lstat(special / "block-loop0").st_rdev == os.makedev(7, 0)
+    assert os.path.exists(os.fsencode(special) + b"/latin1-\xe9.txt")
     kinds = {stat.S_IFMT(os.lstat(p).st_mode) for p in special.iterdir()}
     assert {stat.S_IFCHR, stat.S_IFBLK, stat.S_IFIFO, stat.S_IFLNK, stat.S_IFREG, stat.S_IFDIR} <= kinds
     assert len(os.listdir(rootfs / "srv/many")) == 10_000
@@ -258,19 +264,22 @@ def test_reproducible_across_directories_and_time(tmp_path) -> None:
     assert _config(tmp_path / "c")["created"].startswith("2020-09-13")
 
 
-def test_unprivileged_build_keeps_root_ownership_devices_xattrs(tmp_path, root_user) -> None:
+def test_unprivileged_build_keeps_root_ownership_devices_xattrs(tmp_path, root_user, request) -> None:
     """dockerify as `nobody`: no root, no mounts, yet ownership, devices and xattrs come through."""
     require_tool("setpriv", "umoci")
     entry("pi-arm64.img")
     import zstandard
 
-    work = tmp_path / "work"
+    # pytest's own temp root is private to root; nobody needs a path it can traverse.
+    work = Path(tempfile.mkdtemp(prefix="dockerify-nobody-"))
+    os.chmod(work, 0o755)
+    request.addfinalizer(lambda: shutil.rmtree(work, ignore_errors=True))
     shutil.copytree(Path(__file__).resolve().parents[2] / "dockerify", work / "lib" / "dockerify")
     shutil.copytree(Path(zstandard.__file__).parent, work / "lib" / "zstandard")
     shutil.copy(FIXTURES_DIR / "pi-arm64.img", work / "pi.img")
     out = work / "out"
     out.mkdir()
-    for p in [tmp_path, work, *work.rglob("*")]:
+    for p in [work, *work.rglob("*")]:
         os.chmod(p, os.lstat(p).st_mode | 0o755 if p.is_dir() else os.lstat(p).st_mode | 0o644)
     os.chown(out, 65534, 65534)
     proc = subprocess.run(

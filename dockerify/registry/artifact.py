@@ -1,0 +1,181 @@
+"""Files as OCI artifacts: an SD-card image (compressed or not) pushed as one layer of an OCI
+1.1 image manifest with `artifactType`, an empty config, and annotations for its title,
+platform and size; pulled back byte for byte."""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from dockerify.errors import CorruptInput, DockerifyError, NotFound
+from dockerify.oci.model import OCI_MANIFEST, SDCARD_ARTIFACT_TYPE, Descriptor, canonical_json
+from dockerify.platform import Platform
+from dockerify.progress import Progress
+from dockerify.registry.client import Options, RegistryClient
+from dockerify.registry.reference import Reference, parse_reference
+
+SDCARD_LAYER_TYPE = "application/vnd.dockerify.sdcard.image.v1"
+EMPTY_CONFIG_TYPE = "application/vnd.oci.empty.v1+json"
+EMPTY_CONFIG = b"{}"
+TITLE = "org.opencontainers.image.title"
+CREATED = "org.opencontainers.image.created"
+PLATFORM = "io.dockerify.artifact.platform"
+SIZE = "io.dockerify.artifact.size"
+
+# Leading bytes of the compressions SD-card images ship in, and the media type suffix for each.
+_MAGIC = (
+    (b"\xfd7zXZ\x00", "+xz"),
+    (b"\x28\xb5\x2f\xfd", "+zstd"),
+    (b"\x1f\x8b", "+gzip"),
+    (b"BZh", "+bzip2"),
+    (b"PK\x03\x04", "+zip"),
+)
+
+
+def layer_media_type(path: Path, base: str = SDCARD_LAYER_TYPE) -> str:
+    """`base` with a suffix naming the file's compression, from its magic bytes."""
+    with open(path, "rb") as f:
+        head = f.read(8)
+    for magic, suffix in _MAGIC:
+        if head.startswith(magic):
+            return base + suffix
+    return base
+
+
+def _hash_file(path: Path) -> tuple[str, int]:
+    h = hashlib.sha256()
+    size = 0
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+            size += len(block)
+    return "sha256:" + h.hexdigest(), size
+
+
+def artifact_manifest(
+    layer: Descriptor,
+    artifact_type: str,
+    annotations: dict[str, str],
+    subject: Descriptor | None = None,
+) -> bytes:
+    config = Descriptor(
+        EMPTY_CONFIG_TYPE, "sha256:" + hashlib.sha256(EMPTY_CONFIG).hexdigest(), len(EMPTY_CONFIG)
+    )
+    manifest: dict[str, Any] = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": artifact_type,
+        "config": {**config.to_json(), "data": "e30="},
+        "layers": [layer.to_json()],
+    }
+    if annotations:
+        manifest["annotations"] = dict(annotations)
+    if subject is not None:
+        manifest["subject"] = Descriptor(subject.media_type, subject.digest, subject.size).to_json()
+    return canonical_json(manifest)
+
+
+def push_artifact(
+    path: str | Path,
+    reference: str | Reference,
+    artifact_type: str = SDCARD_ARTIFACT_TYPE,
+    annotations: dict[str, str] | None = None,
+    platform: Platform | None = None,
+    media_type: str | None = None,
+    title: str | None = None,
+    subject: Descriptor | None = None,
+    options: Options | None = None,
+    progress: Progress | None = None,
+) -> Descriptor:
+    """Push one file as an artifact; return the manifest's descriptor (with artifactType)."""
+    path = Path(path)
+    ref = parse_reference(reference) if isinstance(reference, str) else reference
+    if not path.is_file():
+        raise NotFound(f"{path}: no such file")
+    if not artifact_type or "/" not in artifact_type:
+        raise DockerifyError(
+            f"--artifact-type {artifact_type!r} is not a media type", hint=f"e.g. {SDCARD_ARTIFACT_TYPE}"
+        )
+    digest, size = _hash_file(path)
+    name = title or path.name
+    layer = Descriptor(media_type or layer_media_type(path), digest, size, annotations={TITLE: name})
+    notes = {TITLE: name, SIZE: str(size)}
+    if platform is not None:
+        notes[PLATFORM] = str(platform)
+    if os.environ.get("SOURCE_DATE_EPOCH", "").isdigit():
+        from dockerify.oci.image import rfc3339
+
+        notes[CREATED] = rfc3339(int(os.environ["SOURCE_DATE_EPOCH"]))
+    notes.update(annotations or {})
+    manifest = artifact_manifest(layer, artifact_type, notes, subject)
+    client = RegistryClient(ref, options)
+    progress = progress or Progress(quiet=True)
+    with progress.task(f"pushing {path.name}", total=size) as advance:
+        client.push_blob_file(path, digest, size, advance)
+    client.push_blob_bytes(EMPTY_CONFIG)
+    stored = client.put_manifest_bytes(manifest, OCI_MANIFEST, ref.digest or ref.tag or "latest")
+    return Descriptor(OCI_MANIFEST, stored, len(manifest), platform, notes, artifact_type)
+
+
+def _safe_name(title: str) -> str | None:
+    name = os.path.basename(title.replace("\\", "/"))
+    if not name or name in (".", "..") or name != title:
+        return None
+    return name
+
+
+def pull_artifact(
+    reference: str | Reference,
+    dest: str | Path,
+    options: Options | None = None,
+    progress: Progress | None = None,
+) -> tuple[Path, dict[str, Any]]:
+    """Fetch an artifact's file into `dest` (a file name, or a directory to take the title as the
+    name); return the path written and the manifest. The file appears only once verified."""
+    ref = parse_reference(reference) if isinstance(reference, str) else reference
+    client = RegistryClient(ref, options)
+    data, _, _ = client.get_manifest_bytes(ref.reference)
+    try:
+        manifest = json.loads(data)
+    except ValueError:
+        raise CorruptInput(f"{ref}: the manifest is not JSON") from None
+    if not isinstance(manifest, dict) or "layers" not in manifest:
+        raise DockerifyError(
+            f"{ref}: not an artifact manifest (an index?)", hint="name one artifact manifest"
+        )
+    layers = [Descriptor.from_json(d) for d in manifest.get("layers", [])]
+    if len(layers) != 1:
+        raise DockerifyError(
+            f"{ref}: the artifact has {len(layers)} files; pull-artifact takes one-file artifacts"
+        )
+    layer = layers[0]
+    dest = Path(dest)
+    if dest.is_dir():
+        title = layer.annotations.get(TITLE) or (manifest.get("annotations") or {}).get(TITLE, "")
+        name = _safe_name(title)
+        if name is None:
+            raise CorruptInput(
+                f"{ref}: the artifact's title {title!r} is not a plain file name",
+                hint="pull to an explicit file name",
+            )
+        dest = dest / name
+    if not dest.parent.is_dir():
+        raise NotFound(f"{dest.parent}: no such directory")
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.tmp-")
+    os.close(fd)
+    progress = progress or Progress(quiet=True)
+    try:
+        with progress.task(f"pulling {dest.name}", total=layer.size) as advance:
+            client.fetch_blob_to(layer.digest, layer.size, Path(tmp), advance)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, dest)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return dest, manifest

@@ -1,0 +1,253 @@
+"""Registry subcommands: push, pull, push-artifact, pull-artifact, keygen, sign, verify."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+from collections.abc import Callable
+
+from dockerify.errors import DockerifyError
+
+log = logging.getLogger("dockerify")
+Common = Callable[[argparse.ArgumentParser], None]
+
+
+def _options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from dockerify.registry.client import Options
+
+    return Options.from_env(
+        insecure=True if getattr(args, "insecure", False) else None,
+        ca_cert=getattr(args, "ca_cert", None),
+        chunk_size=getattr(args, "chunk_size", None),
+    )
+
+
+def _platform(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from dockerify.platform import Platform
+
+    return Platform.parse(args.platform) if getattr(args, "platform", None) else None
+
+
+def _progress(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+    from dockerify.progress import Progress
+
+    return Progress(quiet=args.quiet)
+
+
+def _annotation(text: str) -> tuple[str, str]:
+    key, sep, value = text.partition("=")
+    if not sep or not key:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
+    return key, value
+
+
+def cmd_push(args: argparse.Namespace) -> int:
+    from dockerify.registry.push import push_source
+
+    root = push_source(args.source, args.reference, _platform(args), _options(args), _progress(args))
+    if args.json:
+        print(json.dumps({"digest": root.digest, "mediaType": root.media_type, "size": root.size}))
+    else:
+        print(root.digest)
+    return 0
+
+
+def cmd_pull(args: argparse.Namespace) -> int:
+    from dockerify.registry.pull import pull
+
+    root, manifests = pull(
+        args.reference, args.dest, _platform(args), _options(args), _progress(args), args.verify_key
+    )
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "digest": root.digest,
+                    "manifests": [{"platform": str(d.platform), "digest": d.digest} for d in manifests],
+                }
+            )
+        )
+    else:
+        print(root.digest)
+    return 0
+
+
+def cmd_push_artifact(args: argparse.Namespace) -> int:
+    from dockerify.registry.artifact import push_artifact
+
+    desc = push_artifact(
+        args.file,
+        args.reference,
+        args.artifact_type,
+        dict(args.annotation),
+        _platform(args),
+        args.media_type,
+        args.title,
+        options=_options(args),
+        progress=_progress(args),
+    )
+    print(
+        json.dumps({"digest": desc.digest, "artifactType": desc.artifact_type}) if args.json else desc.digest
+    )
+    return 0
+
+
+def cmd_pull_artifact(args: argparse.Namespace) -> int:
+    from dockerify.registry.artifact import pull_artifact
+
+    path, manifest = pull_artifact(args.reference, args.dest, _options(args), _progress(args))
+    if args.json:
+        print(json.dumps({"path": str(path), "artifactType": manifest.get("artifactType", "")}))
+    else:
+        print(path)
+    return 0
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from dockerify.registry.signing import keygen, read_password
+
+    password = read_password("for the new private key", confirm=True)
+    key, pub = keygen(args.output_key_prefix, password, force=args.force)
+    log.info("private key written to %s, public key to %s", key, pub)
+    print(pub)
+    return 0
+
+
+def cmd_sign(args: argparse.Namespace) -> int:
+    from dockerify.registry.signing import sign, signature_tag
+
+    for digest in sign(args.reference, args.key, args.recursive, _options(args), args.identity):
+        log.info("signed %s (%s)", digest, signature_tag(digest))
+        print(digest)
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from dockerify.registry.signing import verify
+
+    results = verify(args.reference, args.key, args.recursive, _options(args))
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {"digest": r.digest, "docker-reference": r.docker_reference, "signatures": r.signatures}
+                    for r in results
+                ]
+            )
+        )
+    else:
+        for r in results:
+            print(f"{r.digest} verified")
+    return 0
+
+
+def _registry_flags(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow plain HTTP and unverified TLS for any registry (loopback registries may use HTTP anyway)",
+    )
+    p.add_argument("--ca-cert", metavar="FILE", help="CA certificate(s) to verify the registry's TLS with")
+
+
+def _chunk_flag(p: argparse.ArgumentParser) -> None:
+    from dockerify.cli import parse_size
+
+    p.add_argument("--chunk-size", type=parse_size, metavar="SIZE", help="upload chunk size (default 128M)")
+
+
+def register(sub: argparse._SubParsersAction, common: Common) -> None:
+    from dockerify.oci.model import SDCARD_ARTIFACT_TYPE
+
+    p = sub.add_parser(
+        "push", help="push an image (oci:, oci-archive:, docker-archive:, docker-daemon:) to a registry"
+    )
+    p.add_argument("source", metavar="SRC")
+    p.add_argument("reference", metavar="REF", help="REGISTRY/REPO[:TAG]")
+    p.add_argument("--platform", help="push only this platform of a multi-platform image")
+    p.add_argument("--json", action="store_true")
+    _registry_flags(p)
+    _chunk_flag(p)
+    common(p)
+    p.set_defaults(func=cmd_push)
+
+    p = sub.add_parser(
+        "pull",
+        help="pull an image from a registry into oci:, oci-archive:, docker-archive: or docker-daemon:",
+    )
+    p.add_argument("reference", metavar="REF")
+    p.add_argument("dest", metavar="DEST")
+    p.add_argument("--platform", help="pull only this platform of a multi-platform image")
+    p.add_argument(
+        "--verify-key",
+        metavar="PUB",
+        help="refuse the image unless its signature verifies with this public key",
+    )
+    p.add_argument("--json", action="store_true")
+    _registry_flags(p)
+    common(p)
+    p.set_defaults(func=cmd_pull)
+
+    p = sub.add_parser("push-artifact", help="push a file (e.g. an SD-card image) as an OCI artifact")
+    p.add_argument("file", metavar="FILE")
+    p.add_argument("reference", metavar="REF")
+    p.add_argument(
+        "--artifact-type",
+        default=SDCARD_ARTIFACT_TYPE,
+        metavar="TYPE",
+        help=f"default {SDCARD_ARTIFACT_TYPE}",
+    )
+    p.add_argument("--annotation", action="append", default=[], type=_annotation, metavar="K=V")
+    p.add_argument("--platform", help="the platform the file is for (an annotation)")
+    p.add_argument("--title", help="file name recorded in the artifact (default: FILE's name)")
+    p.add_argument("--media-type", help="layer media type (default from the file's compression)")
+    p.add_argument("--json", action="store_true")
+    _registry_flags(p)
+    _chunk_flag(p)
+    common(p)
+    p.set_defaults(func=cmd_push_artifact)
+
+    p = sub.add_parser("pull-artifact", help="pull a one-file OCI artifact")
+    p.add_argument("reference", metavar="REF")
+    p.add_argument("dest", metavar="DEST", help="a file name, or a directory to use the artifact's title")
+    p.add_argument("--json", action="store_true")
+    _registry_flags(p)
+    common(p)
+    p.set_defaults(func=cmd_pull_artifact)
+
+    p = sub.add_parser(
+        "keygen",
+        help="make an ECDSA P-256 key pair for signing (password from a prompt or DOCKERIFY_KEY_PASSWORD)",
+    )
+    p.add_argument(
+        "--output-key-prefix", default="dockerify", metavar="PREFIX", help="writes PREFIX.key and PREFIX.pub"
+    )
+    p.add_argument("--force", action="store_true", help="overwrite existing key files")
+    common(p)
+    p.set_defaults(func=cmd_keygen)
+
+    p = sub.add_parser("sign", help="sign an image (registry or oci:DIR) in cosign's format")
+    p.add_argument("reference", metavar="REF")
+    p.add_argument("--key", required=True, metavar="KEY", help="private key from `dockerify keygen`")
+    p.add_argument("--recursive", action="store_true", help="also sign every platform manifest of an index")
+    p.add_argument(
+        "--identity",
+        metavar="NAME",
+        help="docker-reference to write in the payload (default: the repository)",
+    )
+    _registry_flags(p)
+    common(p)
+    p.set_defaults(func=cmd_sign)
+
+    p = sub.add_parser("verify", help="verify an image's cosign signature with a public key")
+    p.add_argument("reference", metavar="REF")
+    p.add_argument("--key", required=True, metavar="PUB", help="public key (PEM)")
+    p.add_argument("--recursive", action="store_true", help="also verify every platform manifest of an index")
+    p.add_argument("--json", action="store_true")
+    _registry_flags(p)
+    common(p)
+    p.set_defaults(func=cmd_verify)
+
+
+__all__ = ["register", "DockerifyError"]

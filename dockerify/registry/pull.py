@@ -1,0 +1,241 @@
+"""A registry image (one manifest or a whole index) into an OCI layout, every byte verified.
+
+Manifests are kept as the exact bytes the registry sent (checked against their digests), blobs
+stream to temporary files and are renamed into the layout only after their size and sha256
+match the descriptor. `pull` first fetches everything into a staging layout and moves it into
+the destination at the end, so a failure leaves nothing behind."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+from dockerify.errors import CorruptInput, DockerifyError
+from dockerify.oci.layout import Layout
+from dockerify.oci.model import Descriptor
+from dockerify.oci.refs import ImageRef, parse_ref
+from dockerify.platform import Platform
+from dockerify.progress import Progress
+from dockerify.registry.client import Options, RegistryClient
+from dockerify.registry.push import choose_platform, is_index_body
+from dockerify.registry.reference import Reference, parse_reference
+from dockerify.registry.signing import RegistryStore, load_public_key, verify_digest
+
+log = logging.getLogger("dockerify")
+_SCHEMA1 = (
+    "application/vnd.docker.distribution.manifest.v1+json",
+    "application/vnd.docker.distribution.manifest.v1+prettyjws",
+)
+
+
+def _parse(data: bytes, media_type: str, where: str) -> dict[str, Any]:
+    if media_type in _SCHEMA1:
+        raise DockerifyError(f"{where}: a Docker schema 1 manifest, which dockerify does not read")
+    try:
+        body = json.loads(data)
+    except ValueError:
+        raise CorruptInput(f"{where}: the manifest is not JSON") from None
+    if not isinstance(body, dict):
+        raise CorruptInput(f"{where}: the manifest is not a JSON object")
+    if body.get("schemaVersion") == 1:
+        raise DockerifyError(f"{where}: a Docker schema 1 manifest, which dockerify does not read")
+    return body
+
+
+def _media_type(media_type: str, body: dict[str, Any]) -> str:
+    from dockerify.registry.push import media_type_of
+
+    return media_type_of(Descriptor(media_type, "sha256:" + "0" * 64, 0), body)
+
+
+def _store_blob(
+    layout: Layout, client: RegistryClient, d: Descriptor, advance: Callable[[int], object]
+) -> None:
+    target = layout.blobs.path(d.digest)
+    if target.exists():
+        return
+    fd, tmp = tempfile.mkstemp(dir=layout.blobs.root, prefix=".tmp-")
+    os.close(fd)
+    try:
+        client.fetch_blob_to(d.digest, d.size, Path(tmp), advance)
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def fetch_into(
+    layout: Layout,
+    reference: str | Reference,
+    platform: Platform | None = None,
+    options: Options | None = None,
+    progress: Progress | None = None,
+    verify_key: str | None = None,
+    client: RegistryClient | None = None,
+) -> Descriptor:
+    """Fetch the image into `layout`'s blobs (index.json untouched); return its root descriptor.
+
+    With `verify_key`, the root's signature is checked before anything else is fetched."""
+    ref = parse_reference(reference) if isinstance(reference, str) else reference
+    client = client or RegistryClient(ref, options)
+    where = str(ref)
+    data, media_type, digest = client.get_manifest_bytes(ref.reference)
+    body = _parse(data, media_type, where)
+    root = Descriptor(_media_type(media_type, body), digest, len(data))
+    if verify_key is not None:
+        verified = verify_digest(RegistryStore(client, ref), digest, load_public_key(verify_key), verify_key)
+        log.info("%s: signature verified (%s)", where, verified.digest)
+    if platform is not None and is_index_body(root.media_type, body):
+        child = choose_platform([Descriptor.from_json(d) for d in body.get("manifests", [])], platform, where)
+        data, media_type, _ = client.get_manifest_bytes(child.digest)
+        if len(data) != child.size:
+            raise CorruptInput(
+                f"{where}: manifest {child.digest} is {len(data)} bytes, the index says {child.size}"
+            )
+        body = _parse(data, media_type, f"{where}@{child.digest}")
+        root = Descriptor(
+            child.media_type or _media_type(media_type, body), child.digest, child.size, child.platform
+        )
+
+    manifests: list[tuple[Descriptor, bytes]] = []
+    blobs: dict[str, Descriptor] = {}
+    seen: set[str] = set()
+
+    def walk(desc: Descriptor, data: bytes, body: dict[str, Any]) -> None:
+        if desc.digest in seen:
+            return
+        seen.add(desc.digest)
+        if is_index_body(desc.media_type, body):
+            for raw in body.get("manifests", []):
+                child = Descriptor.from_json(raw)
+                cdata, ctype, _ = client.get_manifest_bytes(child.digest)
+                if len(cdata) != child.size:
+                    raise CorruptInput(
+                        f"{where}: manifest {child.digest} is {len(cdata)} bytes, the index says {child.size}"
+                    )
+                cbody = _parse(cdata, ctype, f"{where}@{child.digest}")
+                walk(
+                    Descriptor(child.media_type or _media_type(ctype, cbody), child.digest, child.size),
+                    cdata,
+                    cbody,
+                )
+        else:
+            for raw in [body.get("config"), *body.get("layers", [])]:
+                if isinstance(raw, dict):
+                    blob = Descriptor.from_json(raw)
+                    blobs.setdefault(blob.digest, blob)
+        manifests.append((desc, data))
+
+    walk(root, data, body)
+    progress = progress or Progress(quiet=True)
+    todo = [d for d in blobs.values() if not layout.blobs.has(d.digest)]
+    lock = threading.Lock()
+    with progress.task(f"pulling {where}", total=sum(d.size for d in todo)) as bar:
+
+        def advance(n: int) -> None:
+            with lock:
+                bar(n)
+
+        if todo:
+            with ThreadPoolExecutor(max_workers=max(1, min(client.options.jobs, len(todo)))) as pool:
+                futures = [
+                    pool.submit(_store_blob, layout, client, d, advance)
+                    for d in sorted(todo, key=lambda d: -d.size)
+                ]
+                try:
+                    for f in futures:
+                        f.result()
+                except BaseException:
+                    for f in futures:
+                        f.cancel()
+                    raise
+    for desc, mdata in manifests:
+        if layout.blobs.put(mdata) != desc.digest:  # already checked; cheap to be sure
+            raise CorruptInput(f"{where}: manifest {desc.digest} changed while being stored")
+    if root.platform is None and not is_index_body(root.media_type, body):
+        root = Descriptor(root.media_type, root.digest, root.size, _config_platform(layout, body))
+    return root
+
+
+def _config_platform(layout: Layout, manifest: dict[str, Any]) -> Platform | None:
+    """The platform an image config names, for the descriptor of a single-manifest image."""
+    try:
+        config = layout.read_json(Descriptor.from_json(manifest["config"]))
+    except (DockerifyError, KeyError, TypeError, ValueError):
+        return None
+    if not config.get("architecture") or not config.get("os"):
+        return None
+    return Platform.from_oci(config)
+
+
+def pull_to_layout(reference: str, root_dir: str | Path) -> tuple[Layout, Descriptor]:
+    """The hook `open_layout` uses for registry references: the whole image into a new layout
+    at `root_dir`, its root tagged with the reference's tag. Options come from DOCKERIFY_* variables."""
+    ref = parse_reference(reference)
+    layout = Layout.create(root_dir)
+    root = fetch_into(layout, ref, options=Options.from_env())
+    layout.tag(root, ref.tag or "latest")
+    return layout, root
+
+
+def _move_blobs(staging: Layout, layout: Layout) -> None:
+    for path in staging.blobs.root.iterdir():
+        if path.name.startswith("."):
+            continue
+        target = layout.blobs.root / path.name
+        if target.exists():
+            continue
+        try:
+            os.replace(path, target)
+        except OSError:  # another filesystem
+            tmp = layout.blobs.root / f".tmp-{path.name}"
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, target)
+
+
+@contextlib.contextmanager
+def _staging(parent: Path) -> Iterator[Layout]:
+    tmp = tempfile.mkdtemp(dir=parent, prefix=".pull-")
+    try:
+        yield Layout.create(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def pull(
+    reference: str,
+    dest: str | ImageRef,
+    platform: Platform | None = None,
+    options: Options | None = None,
+    progress: Progress | None = None,
+    verify_key: str | None = None,
+) -> tuple[Descriptor, list[Descriptor]]:
+    """Pull `reference` into `dest` (oci:, oci-archive:, docker-archive:, docker-daemon: or
+    another registry reference). Nothing is written unless every digest checks out."""
+    from dockerify.outputs import write_output
+
+    ref = parse_reference(reference)
+    out = parse_ref(dest) if isinstance(dest, str) else dest
+    progress = progress or Progress(quiet=True)
+    client = RegistryClient(ref, options)
+    if verify_key is not None:
+        load_public_key(verify_key)  # a bad key file fails before anything is fetched
+
+    def produce(layout: Layout) -> Descriptor:
+        with _staging(layout.root) as staging:
+            root = fetch_into(staging, ref, platform, options, progress, verify_key, client)
+            _move_blobs(staging, layout)
+        return root
+
+    name = f"{ref.registry}/{ref.repository}:{ref.tag or 'latest'}"
+    return write_output(out, name, produce, progress)

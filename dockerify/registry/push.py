@@ -1,0 +1,231 @@
+"""An OCI layout's image (one manifest or a whole index) to a registry.
+
+Manifests and blobs travel as the exact bytes the layout holds, so digests do not change:
+blobs first (in parallel, each skipped when the registry has it), then child manifests by
+digest, then the root under the tag. Signatures the layout holds for the pushed manifests
+(`sha256-<hex>.sig` tags) go along."""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from dockerify.errors import CorruptInput, DockerifyError, NotFound
+from dockerify.oci.layout import Layout
+from dockerify.oci.model import INDEX_TYPES, OCI_INDEX, OCI_MANIFEST, Descriptor
+from dockerify.platform import Platform
+from dockerify.progress import Progress
+from dockerify.registry.client import Options, RegistryClient
+from dockerify.registry.reference import Reference, parse_reference
+from dockerify.registry.signing import local_signatures, signature_tag
+
+log = logging.getLogger("dockerify")
+
+
+def media_type_of(desc: Descriptor, body: dict[str, Any]) -> str:
+    if desc.media_type:
+        return desc.media_type
+    if body.get("mediaType"):
+        return str(body["mediaType"])
+    return OCI_INDEX if "manifests" in body else OCI_MANIFEST
+
+
+def is_index_body(media_type: str, body: dict[str, Any]) -> bool:
+    return media_type in INDEX_TYPES or ("manifests" in body and "layers" not in body)
+
+
+def same_platform(a: Platform | None, b: Platform) -> bool:
+    if a is None:
+        return False
+
+    def norm(p: Platform) -> Platform:
+        try:
+            return Platform.parse(str(p))
+        except DockerifyError:
+            return p
+
+    return norm(a) == norm(b)
+
+
+def choose_platform(children: list[Descriptor], platform: Platform, where: str) -> Descriptor:
+    for child in children:
+        if same_platform(child.platform, platform):
+            return child
+    available = [str(c.platform) for c in children if c.platform and c.platform.architecture != "unknown"]
+    raise NotFound(
+        f"{where}: no image for platform {platform}", hint="available: " + (", ".join(available) or "none")
+    )
+
+
+@dataclass
+class Graph:
+    """What an image consists of: manifests children-first (with their bytes), and blobs."""
+
+    manifests: list[tuple[Descriptor, bytes]] = field(default_factory=list)
+    blobs: dict[str, Descriptor] = field(default_factory=dict)
+
+
+def _read_manifest(layout: Layout, desc: Descriptor) -> tuple[bytes, dict[str, Any]]:
+    data = layout.blobs.read(desc.digest)  # checks the digest
+    if len(data) != desc.size:
+        raise CorruptInput(
+            f"{layout.root}: manifest {desc.digest} is {len(data)} bytes, its descriptor says {desc.size}"
+        )
+    try:
+        body = json.loads(data)
+    except ValueError:
+        raise CorruptInput(f"{layout.root}: manifest {desc.digest} is not JSON") from None
+    if not isinstance(body, dict):
+        raise CorruptInput(f"{layout.root}: manifest {desc.digest} is not a JSON object")
+    return data, body
+
+
+def layout_graph(layout: Layout, root: Descriptor) -> Graph:
+    graph = Graph()
+    seen: set[str] = set()
+
+    def walk(desc: Descriptor) -> None:
+        if desc.digest in seen:
+            return
+        seen.add(desc.digest)
+        data, body = _read_manifest(layout, desc)
+        media_type = media_type_of(desc, body)
+        if is_index_body(media_type, body):
+            for child in body.get("manifests", []):
+                walk(Descriptor.from_json(child))
+        else:
+            for d in [body.get("config"), *body.get("layers", [])]:
+                if isinstance(d, dict):
+                    blob = Descriptor.from_json(d)
+                    graph.blobs.setdefault(blob.digest, blob)
+        graph.manifests.append((Descriptor(media_type, desc.digest, desc.size, desc.platform), data))
+
+    walk(root)
+    return graph
+
+
+def _upload_blobs(
+    client: RegistryClient, layout: Layout, blobs: list[Descriptor], advance: Callable[[int], object]
+) -> None:
+    lock = threading.Lock()
+
+    def one(d: Descriptor) -> None:
+        path = layout.blobs.path(d.digest)
+        if not path.is_file():
+            raise NotFound(f"{layout.root}: blob {d.digest} is missing from the layout")
+        if path.stat().st_size != d.size:
+            raise CorruptInput(
+                f"{layout.root}: blob {d.digest} has {path.stat().st_size} bytes, its descriptor says {d.size}"
+            )
+
+        def progress(n: int) -> None:
+            with lock:
+                advance(n)
+
+        client.push_blob_file(path, d.digest, d.size, progress)
+
+    if not blobs:
+        return
+    with ThreadPoolExecutor(max_workers=max(1, min(client.options.jobs, len(blobs)))) as pool:
+        for future in [pool.submit(one, d) for d in sorted(blobs, key=lambda d: -d.size)]:
+            future.result()
+
+
+def push_graph(
+    client: RegistryClient,
+    layout: Layout,
+    root: Descriptor,
+    tag: str | None,
+    progress: Progress | None = None,
+) -> Descriptor:
+    graph = layout_graph(layout, root)
+    progress = progress or Progress(quiet=True)
+    total = sum(d.size for d in graph.blobs.values())
+    with progress.task(f"pushing {client.where}", total=total) as advance:
+        _upload_blobs(client, layout, list(graph.blobs.values()), advance)
+    for desc, data in graph.manifests:
+        is_root = desc.digest == root.digest
+        client.put_manifest_bytes(data, desc.media_type, tag if is_root and tag else desc.digest)
+    return Descriptor(graph.manifests[-1][0].media_type, root.digest, root.size, root.platform)
+
+
+def push_layout(
+    layout: Layout,
+    root: Descriptor,
+    reference: str | Reference,
+    options: Options | None = None,
+    progress: Progress | None = None,
+    platform: Platform | None = None,
+) -> Descriptor:
+    """Push the image `root` names in `layout` to `reference`; return the pushed root descriptor.
+
+    With `platform`, only that platform's manifest of an index is pushed."""
+    ref = parse_reference(reference) if isinstance(reference, str) else reference
+    client = RegistryClient(ref, options)
+    if platform is not None:
+        _, body = _read_manifest(layout, root)
+        if is_index_body(media_type_of(root, body), body):
+            root = choose_platform(
+                [Descriptor.from_json(d) for d in body.get("manifests", [])], platform, str(layout.root)
+            )
+    if ref.digest and ref.digest != root.digest:
+        raise DockerifyError(
+            f"{ref}: the image to push has digest {root.digest}, not the one the reference names",
+            hint="push to a tag, or name the digest the image has",
+        )
+    tag = None if ref.digest else (ref.tag or "latest")
+    pushed = push_graph(client, layout, root, tag, progress)
+    _push_signatures(client, layout, pushed)
+    return pushed
+
+
+def _push_signatures(client: RegistryClient, layout: Layout, root: Descriptor) -> None:
+    sigs = local_signatures(layout)
+    if not sigs:
+        return
+    digests = [d for d, _ in layout_graph(layout, root).manifests] if sigs else []
+    for desc in digests:
+        sig = sigs.get(signature_tag(desc.digest))
+        if sig is not None:
+            log.info("pushing signature %s", signature_tag(desc.digest))
+            push_graph(client, layout, sig, signature_tag(desc.digest))
+
+
+def push_source(
+    source: str,
+    reference: str,
+    platform: Platform | None = None,
+    options: Options | None = None,
+    progress: Progress | None = None,
+) -> Descriptor:
+    """Push any image reference (oci:, oci-archive:, docker-archive:, docker-daemon:, or another
+    registry) to `reference`."""
+    from dockerify.oci.local import open_layout
+    from dockerify.oci.refs import parse_ref
+    from dockerify.registry.signing import resolve_local
+
+    src = parse_ref(source)
+    target = parse_reference(reference)
+    if src.transport == "oci":
+        if not Path(src.path).exists():
+            raise NotFound(f"{src}: no such directory")
+        layout = Layout.open(src.path)
+        return push_layout(
+            layout, resolve_local(layout, src.tag, str(src)), target, options, progress, platform
+        )
+    if src.transport == "registry":
+        from dockerify.registry.pull import fetch_into
+
+        with tempfile.TemporaryDirectory(prefix="dockerify-copy-") as tmp:
+            layout = Layout.create(tmp)
+            root = fetch_into(layout, src.path, platform, options, progress)
+            return push_layout(layout, root, target, options, progress)
+    with open_layout(src) as (layout, root):
+        return push_layout(layout, root, target, options, progress, platform)
