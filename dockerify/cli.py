@@ -12,6 +12,7 @@ import traceback
 from collections.abc import Callable, Sequence
 
 from dockerify.errors import DockerifyError
+from dockerify.oci.refs import ImageRef
 
 log = logging.getLogger("dockerify")
 _SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -49,6 +50,11 @@ def _key_value(text: str) -> tuple[str, str]:
 # ---------------------------------------------------------------- commands
 
 
+def default_compression(output: ImageRef) -> str:
+    # The daemon unpacks every layer it loads; compressing for it only costs time.
+    return "none" if output.transport == "docker-daemon" else "gzip"
+
+
 def cmd_build(args: argparse.Namespace) -> int:
     from dockerify.build import BuildOptions, build
     from dockerify.oci.image import ImageOptions
@@ -77,7 +83,7 @@ def cmd_build(args: argparse.Namespace) -> int:
     )
     opts = BuildOptions(
         image=image,
-        compression=args.compression,
+        compression=args.compression or default_compression(output),
         epoch=BuildOptions.epoch_from_env(),
         pi_fixups=not args.no_pi_fixups,
         force=args.force,
@@ -158,7 +164,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--platform", help="os/arch[/variant]; overrides detection (a contradiction needs --force)"
     )
     b.add_argument("--force", action="store_true", help="accept a --platform that contradicts the content")
-    b.add_argument("--compression", choices=("gzip", "zstd"), default="gzip")
+    b.add_argument(
+        "--compression",
+        choices=("gzip", "zstd", "none"),
+        help="layer compression (default gzip; none for docker-daemon:, which stores layers uncompressed)",
+    )
     b.add_argument("--env", action="append", default=[], metavar="K=V")
     b.add_argument("--label", action="append", default=[], type=_key_value, metavar="K=V")
     b.add_argument("--cmd", type=parse_command)

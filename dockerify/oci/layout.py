@@ -18,6 +18,7 @@ from dockerify.oci.model import (
     REF_NAME,
     Descriptor,
     canonical_json,
+    parse_json_object,
 )
 from dockerify.platform import Platform
 
@@ -106,19 +107,17 @@ class Layout:
         data = canonical_json(obj)
         return Descriptor(media_type, self.blobs.put(data), len(data), platform)
 
-    def read_json(self, desc: Descriptor) -> dict[str, Any]:
+    def read_json_raw(self, desc: Descriptor) -> tuple[bytes, dict[str, Any]]:
+        """The exact bytes of a JSON blob (digest and size checked) and its parsed object."""
         data = self.blobs.read(desc.digest)
         if len(data) != desc.size:
             raise CorruptInput(
                 f"{self.root}: blob {desc.digest} has {len(data)} bytes, its descriptor says {desc.size}"
             )
-        try:
-            obj = json.loads(data)
-        except ValueError:
-            raise CorruptInput(f"{self.root}: blob {desc.digest} is not JSON") from None
-        if not isinstance(obj, dict):
-            raise CorruptInput(f"{self.root}: blob {desc.digest} is not a JSON object")
-        return obj
+        return data, parse_json_object(data, f"{self.root}: blob {desc.digest}")
+
+    def read_json(self, desc: Descriptor) -> dict[str, Any]:
+        return self.read_json_raw(desc)[1]
 
 
 def is_index(desc: Descriptor, body: dict[str, Any]) -> bool:

@@ -29,6 +29,19 @@ def canonical_json(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def parse_json_object(data: bytes, where: str) -> dict[str, Any]:
+    """A manifest, index or config: JSON whose top level is an object."""
+    from dockerify.errors import CorruptInput
+
+    try:
+        obj = json.loads(data)
+    except ValueError:
+        raise CorruptInput(f"{where} is not JSON") from None
+    if not isinstance(obj, dict):
+        raise CorruptInput(f"{where} is not a JSON object")
+    return obj
+
+
 def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 

@@ -8,7 +8,6 @@ the destination at the end, so a failure leaves nothing behind."""
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import shutil
@@ -21,7 +20,7 @@ from typing import Any
 
 from dockerify.errors import CorruptInput, DockerifyError
 from dockerify.oci.layout import Layout
-from dockerify.oci.model import Descriptor
+from dockerify.oci.model import Descriptor, parse_json_object
 from dockerify.oci.refs import ImageRef, parse_ref
 from dockerify.platform import Platform
 from dockerify.progress import Progress
@@ -40,12 +39,7 @@ _SCHEMA1 = (
 def _parse(data: bytes, media_type: str, where: str) -> dict[str, Any]:
     if media_type in _SCHEMA1:
         raise DockerifyError(f"{where}: a Docker schema 1 manifest, which dockerify does not read")
-    try:
-        body = json.loads(data)
-    except ValueError:
-        raise CorruptInput(f"{where}: the manifest is not JSON") from None
-    if not isinstance(body, dict):
-        raise CorruptInput(f"{where}: the manifest is not a JSON object")
+    body = parse_json_object(data, f"{where}: the manifest")
     if body.get("schemaVersion") == 1:
         raise DockerifyError(f"{where}: a Docker schema 1 manifest, which dockerify does not read")
     return body

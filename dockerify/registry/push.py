@@ -7,7 +7,6 @@ digest, then the root under the tag. Signatures the layout holds for the pushed 
 
 from __future__ import annotations
 
-import json
 import logging
 import tempfile
 import threading
@@ -72,21 +71,6 @@ class Graph:
     blobs: dict[str, Descriptor] = field(default_factory=dict)
 
 
-def _read_manifest(layout: Layout, desc: Descriptor) -> tuple[bytes, dict[str, Any]]:
-    data = layout.blobs.read(desc.digest)  # checks the digest
-    if len(data) != desc.size:
-        raise CorruptInput(
-            f"{layout.root}: manifest {desc.digest} is {len(data)} bytes, its descriptor says {desc.size}"
-        )
-    try:
-        body = json.loads(data)
-    except ValueError:
-        raise CorruptInput(f"{layout.root}: manifest {desc.digest} is not JSON") from None
-    if not isinstance(body, dict):
-        raise CorruptInput(f"{layout.root}: manifest {desc.digest} is not a JSON object")
-    return data, body
-
-
 def layout_graph(layout: Layout, root: Descriptor) -> Graph:
     graph = Graph()
     seen: set[str] = set()
@@ -95,7 +79,7 @@ def layout_graph(layout: Layout, root: Descriptor) -> Graph:
         if desc.digest in seen:
             return
         seen.add(desc.digest)
-        data, body = _read_manifest(layout, desc)
+        data, body = layout.read_json_raw(desc)
         media_type = media_type_of(desc, body)
         if is_index_body(media_type, body):
             for child in body.get("manifests", []):
@@ -170,7 +154,7 @@ def push_layout(
     ref = parse_reference(reference) if isinstance(reference, str) else reference
     client = RegistryClient(ref, options)
     if platform is not None:
-        _, body = _read_manifest(layout, root)
+        _, body = layout.read_json_raw(root)
         if is_index_body(media_type_of(root, body), body):
             root = choose_platform(
                 [Descriptor.from_json(d) for d in body.get("manifests", [])], platform, str(layout.root)

@@ -6,6 +6,7 @@ import errno
 import os
 import stat
 from collections.abc import Iterator
+from typing import Any
 
 from dockerify.entry import CHUNK, Entry, FileType
 from dockerify.errors import DockerifyError
@@ -87,7 +88,7 @@ def directory_entries(root: str) -> Iterator[Entry]:
 
 def _entry(rel: bytes, path: bytes, st: os.stat_result, links: dict[tuple[int, int], bytes]) -> Entry:
     mode = st.st_mode
-    common = dict(
+    common: dict[str, Any] = dict(
         path=rel,
         mode=stat.S_IMODE(mode),
         uid=st.st_uid,
@@ -98,7 +99,7 @@ def _entry(rel: bytes, path: bytes, st: os.stat_result, links: dict[tuple[int, i
     if st.st_nlink > 1 and not stat.S_ISDIR(mode):
         key = (st.st_dev, st.st_ino)
         if key in links:
-            return Entry(type=FileType.HARDLINK, linkname=links[key], **common)  # type: ignore[arg-type]
+            return Entry(type=FileType.HARDLINK, linkname=links[key], **common)
         links[key] = rel
     if stat.S_ISREG(mode):
         with open(path, "rb", buffering=0) as f:
@@ -109,9 +110,9 @@ def _entry(rel: bytes, path: bytes, st: os.stat_result, links: dict[tuple[int, i
             sparse=regions,
             reader=_reader(path, regions, st.st_size),
             **common,
-        )  # type: ignore[arg-type]
+        )
     if stat.S_ISLNK(mode):
-        return Entry(type=FileType.SYMLINK, linkname=os.readlink(path), **common)  # type: ignore[arg-type]
+        return Entry(type=FileType.SYMLINK, linkname=os.readlink(path), **common)
     kinds = {
         stat.S_IFCHR: FileType.CHAR,
         stat.S_IFBLK: FileType.BLOCK,
@@ -124,4 +125,4 @@ def _entry(rel: bytes, path: bytes, st: os.stat_result, links: dict[tuple[int, i
         devmajor=os.major(st.st_rdev) if ftype in (FileType.CHAR, FileType.BLOCK) else 0,
         devminor=os.minor(st.st_rdev) if ftype in (FileType.CHAR, FileType.BLOCK) else 0,
         **common,
-    )  # type: ignore[arg-type]
+    )
