@@ -9,14 +9,34 @@ export DEBIAN_FRONTEND=noninteractive
 for arch in arm64 armhf armel; do
   dpkg --print-foreign-architectures | grep -qx "$arch" || dpkg --add-architecture "$arch"
 done
-apt-get update -q
-apt-get install -y -q --no-install-recommends \
-  docker.io docker-registry skopeo umoci \
-  e2fsprogs dosfstools mtools fdisk util-linux attr libcap2-bin \
-  qemu-user-static binfmt-support qemu-system-x86 qemu-system-arm \
-  pigz zstd xz-utils bzip2 gzip cpio tar time apache2-utils \
-  busybox-static gcc-arm-linux-gnueabihf gcc-aarch64-linux-gnu gcc libc6-dev \
-  libc6-dev-armhf-cross libc6-dev-arm64-cross binutils debootstrap \
+PACKAGES=(
+  docker.io docker-registry skopeo umoci
+  e2fsprogs dosfstools mtools fdisk util-linux attr libcap2-bin
+  qemu-user-static binfmt-support qemu-system-x86 qemu-system-arm
+  pigz zstd xz-utils bzip2 gzip cpio tar time apache2-utils
+  busybox-static gcc-arm-linux-gnueabihf gcc-aarch64-linux-gnu gcc libc6-dev
+  libc6-dev-armhf-cross libc6-dev-arm64-cross binutils debootstrap
   openssl curl python3-pip ca-certificates
+)
+
+# A mirror caught mid-sync makes `apt-get update` fail for one index; retry, then go on with
+# what was fetched (a package that really is missing still fails the install below).
+apt_update() {
+  for attempt in 1 2 3; do
+    apt-get update -q && return 0
+    echo "apt-get update failed (attempt $attempt); retrying" >&2
+    sleep $((attempt * 5))
+  done
+  echo "warning: apt-get update reported errors; continuing with the package lists it has" >&2
+}
+
+missing=()
+for pkg in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+apt_update
+if [ ${#missing[@]} -gt 0 ]; then
+  apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi
 
 python3 -m pip install -q --disable-pip-version-check -e ".[test]"
