@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -60,7 +61,7 @@ def run_container(
         )
     volumes = [(os.getcwd(), "/mnt/host")] if mount_cwd else []
     try:
-        docker.run(
+        output = docker.run(
             image,
             command,
             remove=rm,
@@ -71,13 +72,37 @@ def run_container(
             platform=plat,
         )
     except DockerException as e:
+        if e.stdout:
+            sys.stdout.write(e.stdout)
+        if e.stderr:
+            sys.stderr.write(e.stderr)
         return e.return_code or 1
+    # Without a TTY python-on-whales hands back the output instead of streaming it.
+    if isinstance(output, str) and output:
+        sys.stdout.write(output if output.endswith("\n") else output + "\n")
     return 0
 
 
+def load_verified(reference: str, key: str, platform: str | None) -> str:
+    """Verify `reference`'s signature, then load exactly those bytes into the daemon; returns
+    the local name to run, so what runs is what was verified."""
+    from dockerify import daemon
+    from dockerify.oci.archive import docker_archive_stream
+    from dockerify.platform import Platform
+    from dockerify.trees import open_image
+
+    with open_image(reference, Platform.parse(platform) if platform else None, verify_key=key) as image:
+        name = f"dockerify-verified:{image.descriptor.hex[:16]}"
+        daemon.load(docker_archive_stream([(image, [name])]))
+        return name
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    image = args.image
+    if args.verify_key:
+        image = load_verified(image, args.verify_key, args.platform)
     return run_container(
-        args.image,
+        image,
         args.command,
         rm=not args.no_rm,
         interactive=not args.no_interactive,
@@ -103,6 +128,11 @@ def _run_args(p: argparse.ArgumentParser, default_image: str | None) -> None:
     p.add_argument("--no-interactive", action="store_true")
     p.add_argument("--workdir", help="working directory (default /mnt/host, the current directory)")
     p.add_argument("--platform", help="override the image's own platform")
+    p.add_argument(
+        "--verify-key",
+        metavar="KEY.pub",
+        help="run only if IMAGE (a registry or oci: reference) carries a signature this key verifies",
+    )
     if default_image:
         p.add_argument("image", nargs="?", default=default_image)
     else:

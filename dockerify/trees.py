@@ -22,7 +22,9 @@ def is_image_ref(text: str) -> bool:
     """A transport-prefixed reference, or a registry reference that is not a local path."""
     if text.split(":", 1)[0] in TRANSPORTS:
         return True
-    return parse_ref_or_none(text) is not None and not os.path.exists(text) and not text.startswith((".", "/"))
+    return (
+        parse_ref_or_none(text) is not None and not os.path.exists(text) and not text.startswith((".", "/"))
+    )
 
 
 def parse_ref_or_none(text: str) -> ImageRef | None:
@@ -41,9 +43,17 @@ class Tree:
 
 
 @contextlib.contextmanager
-def open_image(text: str, platform: Platform | None) -> Iterator[Image]:
+def open_image(text: str, platform: Platform | None, verify_key: str | None = None) -> Iterator[Image]:
+    """One platform of an image reference. With `verify_key`, an image whose cosign-format
+    signature is missing or does not verify is refused before any of it is used."""
     ref = parse_ref(text)
-    with open_layout(ref) as (layout, root):
+    if verify_key is not None:
+        from dockerify.registry import open_verified_layout
+
+        opener = open_verified_layout(ref, verify_key)
+    else:
+        opener = open_layout(ref)
+    with opener as (layout, root):
         yield select(layout, root, platform, str(ref))
 
 
