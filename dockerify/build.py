@@ -34,6 +34,9 @@ class BuildOptions:
     force: bool = False
     max_size: int = DEFAULT_MAX_SIZE
     quiet: bool = False
+    # GNU sparse members keep holes, but Docker's layer store (tar-split) cannot reassemble them:
+    # `docker save` / `docker push` of such a layer fails verification. Docker outputs go dense.
+    sparse: bool = True
 
     @staticmethod
     def epoch_from_env() -> int | None:
@@ -76,6 +79,8 @@ def build_manifest(
     facts = TreeFacts()
     labels: dict[str, str] = {}
     entries = facts.tap(source.entries())
+    if not opts.sparse:
+        entries = (e.with_(sparse=None) if e.sparse is not None else e for e in entries)
     if opts.pi_fixups:
         entries = _fixups(entries, labels)
     with progress.task(f"layer from {source.name}", unit="B") as advance:

@@ -89,6 +89,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         force=args.force,
         max_size=args.max_size,
         quiet=args.quiet,
+        sparse=not args.dense and output.transport not in ("docker-daemon", "docker-archive"),
     )
     result = build(sources, output, name, opts)
     if args.json:
@@ -176,6 +177,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--workdir")
     b.add_argument("--user")
     b.add_argument("--expose", action="append", default=[], metavar="PORT[/PROTO]")
+    b.add_argument(
+        "--dense",
+        action="store_true",
+        help="write files with holes in full (Docker outputs always do: its layer store cannot keep sparse members)",
+    )
     b.add_argument("--no-pi-fixups", action="store_true", help="keep /etc/ld.so.preload untouched")
     b.add_argument("--json", action="store_true")
     _common(b)

@@ -28,6 +28,10 @@ TOOLS: dict[str, tuple[str, str]] = {
     "mmd": ("mtools", "to create directories on FAT partitions"),
     "sfdisk": ("fdisk", "to write partition tables"),
     "docker": ("docker.io", "to talk to the Docker daemon"),
+    "fakeroot": ("fakeroot", "to give files root ownership in filesystems written by an ordinary user"),
+    "dumpe2fs": ("e2fsprogs", "to read ext4 filesystem parameters"),
+    "mattrib": ("mtools", "to set FAT file attributes"),
+    "xz": ("xz-utils", "to compress with xz"),
     "qemu-system-x86_64": ("qemu-system-x86", "to boot amd64 kernels"),
     "qemu-system-aarch64": ("qemu-system-arm", "to boot arm64 kernels"),
 }

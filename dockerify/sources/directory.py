@@ -24,6 +24,8 @@ def _xattrs(path: bytes) -> dict[str, bytes]:
 
 def data_regions(fd: int, size: int) -> tuple[tuple[int, int], ...] | None:
     """Data regions found with SEEK_DATA/SEEK_HOLE; None when the file has no holes."""
+    if size == 0:
+        return None
     regions = []
     pos = 0
     try:

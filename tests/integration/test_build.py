@@ -147,6 +147,12 @@ def test_special_files_survive(built, tmp_path, root_user) -> None:
     assert len(os.listdir(rootfs / "srv/many")) == 10_000
 
 
+def _daemon_platform(name: str) -> tuple[str, str, str | None]:
+    out = subprocess.run(["docker", "image", "inspect", name], capture_output=True, check=True).stdout
+    info = json.loads(out)[0]
+    return info["Os"], info["Architecture"], info.get("Variant")
+
+
 def test_outputs_accepted_by_skopeo_umoci_and_docker(tmp_path, docker_daemon) -> None:
     require_tool("skopeo", "umoci")
     src = FIXTURES_DIR / "debian-armhf.img"
@@ -166,18 +172,23 @@ def test_outputs_accepted_by_skopeo_umoci_and_docker(tmp_path, docker_daemon) ->
     )
     subprocess.run(["skopeo", "inspect", f"docker-archive:{darchive}"], check=True, capture_output=True)
     subprocess.run(["docker", "load", "-i", str(darchive)], check=True, capture_output=True)
-    for name in ("dockerify-test/armhf:archive",):
-        info = json.loads(
-            subprocess.run(["docker", "image", "inspect", name], capture_output=True, check=True).stdout
-        )[0]
-        assert (info["Architecture"], info.get("Variant")) == ("arm", "v7")
+    assert _daemon_platform("dockerify-test/armhf:archive") == ("linux", "arm", "v7")
     dockerify("build", "-q", str(src), "--output", "docker-daemon:dockerify-test/armhf:daemon")
-    info = json.loads(
-        subprocess.run(
-            ["docker", "image", "inspect", "dockerify-test/armhf:daemon"], capture_output=True, check=True
-        ).stdout
-    )[0]
-    assert (info["Os"], info["Architecture"], info.get("Variant")) == ("linux", "arm", "v7")
+    assert _daemon_platform("dockerify-test/armhf:daemon") == ("linux", "arm", "v7")
+
+
+def test_docker_can_save_what_it_loaded(tmp_path, docker_daemon) -> None:
+    """pi-arm64 holds a sparse file: Docker's layer store must still reassemble the layer it
+    stored, or `docker save` and `docker push` fail verification."""
+    entry("pi-arm64.img")
+    dockerify(
+        "build", "-q", str(FIXTURES_DIR / "pi-arm64.img"), "--output", "docker-daemon:dockerify-test/pi:save"
+    )
+    saved = tmp_path / "saved.tar"
+    subprocess.run(
+        ["docker", "save", "dockerify-test/pi:save", "-o", str(saved)], check=True, capture_output=True
+    )
+    assert _daemon_platform("dockerify-test/pi:save")[:2] == ("linux", "arm64")
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,362 @@
+"""`--format initramfs`: an image as a newc cpio the Linux kernel unpacks into RAM, with an /init
+that runs the image's command and powers off (see init/init.c).
+
+The cpio is written straight from the image's layers. The init is a small static program built
+per architecture by scripts/build-init.sh and shipped as package data, so exporting needs neither
+a compiler nor the network, and images without a shell (FROM scratch) boot too. Its settings
+(command, Env, WorkingDir, user) go to /dockerify-init.conf. The user is resolved here, from the
+image's own /etc/passwd and /etc/group, so the init needs no name service.
+
+When the image has an /init of its own (s6-overlay, for instance, uses /init as its Entrypoint),
+it is kept: ours is installed as /dockerify-init and the kernel must be told `rdinit=/dockerify-init`
+(the stage0 bundle does that). Otherwise ours is /init, which the kernel runs by default.
+"""
+
+from __future__ import annotations
+
+import logging
+import struct
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from dockerify.entry import Entry, FileType, bytes_reader
+from dockerify.errors import DockerifyError, NotFound
+from dockerify.exporters.common import (
+    RunConfig,
+    Warnings,
+    atomic_file,
+    command_line,
+    compress_file,
+    display,
+    run_config,
+)
+from dockerify.exporters.cpio import CpioStats, CpioWriter
+from dockerify.oci.select import Image
+from dockerify.platform import Platform
+
+log = logging.getLogger("dockerify")
+
+INIT_DIR = Path(__file__).resolve().parent / "init"
+CONF_PATH = b"dockerify-init.conf"
+ALT_INIT = b"dockerify-init"
+DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+DEFAULT_MEMORY = 512 << 20
+CAPTURE = {b"etc/passwd", b"etc/group"}
+CONSOLE = (5, 1)
+
+#: ELF e_machine of each OCI architecture the init is built for.
+ELF_MACHINE = {"amd64": 62, "arm64": 183, "arm": 40}
+
+
+@dataclass(frozen=True)
+class InitramfsOptions:
+    compression: str = "gzip"
+    memory: int = DEFAULT_MEMORY
+    entrypoint: tuple[str, ...] | None = None
+    cmd: tuple[str, ...] | None = None
+    env: tuple[str, ...] = ()
+    init: str | None = None  # an init binary to use instead of ours
+    hostname: str | None = None
+    net: str | None = None  # "IF ADDR/PREFIX [GATEWAY]" for the init to configure
+
+
+@dataclass
+class InitramfsResult:
+    path: str
+    compression: str
+    size: int  # of the output file
+    cpio_size: int
+    unpacked: int
+    entries: int
+    init_path: str  # where our init is in the initramfs: "/init" or "/dockerify-init"
+    argv: list[str]
+    warnings: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class User:
+    uid: int
+    gid: int
+    groups: tuple[int, ...]
+    home: str
+
+
+# ---------------------------------------------------------------- users
+
+
+def _table(text: str | None) -> list[list[str]]:
+    if not text:
+        return []
+    return [line.split(":") for line in text.splitlines() if line and not line.startswith("#")]
+
+
+def resolve_user(spec: str, passwd: str | None, group: str | None) -> User:
+    """Docker's rules for the config's User: NAME, UID, NAME:GROUP, UID:GID (names looked up in
+    the image's /etc/passwd and /etc/group; supplementary groups from /etc/group)."""
+    users = [r for r in _table(passwd) if len(r) >= 7]
+    groups = [r for r in _table(group) if len(r) >= 4]
+    spec = spec.strip()
+    if not spec:
+        spec = "0"
+    user_part, _, group_part = spec.partition(":")
+    row = None
+    if user_part.isdigit():
+        uid = int(user_part)
+        row = next((r for r in users if r[2] == user_part), None)
+    else:
+        row = next((r for r in users if r[0] == user_part), None)
+        if row is None:
+            raise DockerifyError(
+                f"user {user_part!r} (the image's User) is not in the image's /etc/passwd",
+                hint="give a numeric --user UID[:GID] when building, or add the user to the image",
+            )
+        uid = int(row[2])
+    gid = int(row[3]) if row is not None and row[3].isdigit() else 0
+    home = row[5] if row is not None and row[5] else "/"
+    name = row[0] if row is not None else None
+    if group_part:
+        if group_part.isdigit():
+            gid = int(group_part)
+        else:
+            grow = next((g for g in groups if g[0] == group_part), None)
+            if grow is None:
+                raise DockerifyError(
+                    f"group {group_part!r} (the image's User) is not in the image's /etc/group"
+                )
+            gid = int(grow[2])
+    extra: list[int] = []
+    if name is not None and not group_part:
+        for g in groups:
+            if name in g[3].split(",") and g[2].isdigit() and int(g[2]) != gid:
+                extra.append(int(g[2]))
+    return User(uid, gid, tuple(sorted(set(extra))), home)
+
+
+# ---------------------------------------------------------------- init
+
+
+def init_binary(platform: Platform, override: str | None) -> bytes:
+    """Our static init for `platform`, or the one given with --init."""
+    if override:
+        path = Path(override)
+        if not path.is_file():
+            raise NotFound(f"--init {override}: no such file")
+        data = path.read_bytes()
+        _check_init(data, platform, str(path))
+        return data
+    arch = platform.architecture
+    name = f"init-{arch}"
+    if arch == "arm" and platform.variant in ("v5", "v6"):
+        name = "init-armv6"
+    path = INIT_DIR / name
+    if arch not in ELF_MACHINE:
+        raise DockerifyError(
+            f"no initramfs init for {platform}", hint="give a static init for it with --init FILE"
+        )
+    if not path.is_file():
+        hint = "build it: scripts/build-init.sh (needs gcc and the cross compilers, no network)"
+        if name == "init-armv6":
+            hint = "the armhf init needs ARMv7; give an ARMv6 static init with --init FILE"
+        raise NotFound(f"the initramfs init for {platform} is not built ({path})", hint=hint)
+    return path.read_bytes()
+
+
+def _check_init(data: bytes, platform: Platform, where: str) -> None:
+    if data[:4] != b"\x7fELF":
+        raise DockerifyError(f"{where}: not an ELF executable")
+    little = data[5] == 1
+    (machine,) = struct.unpack_from("<H" if little else ">H", data, 18)
+    want = ELF_MACHINE.get(platform.architecture)
+    if want is not None and machine != want:
+        raise DockerifyError(f"{where}: built for ELF machine {machine}, but the image is {platform}")
+
+
+def init_config(argv: list[str], env: list[str], workdir: str, user: User, opts: InitramfsOptions) -> bytes:
+    items: list[tuple[str, str]] = [("arg", a) for a in argv]
+    items += [("env", e) for e in env]
+    items.append(("cwd", workdir or "/"))
+    items += [("uid", str(user.uid)), ("gid", str(user.gid))]
+    if user.groups:
+        items.append(("groups", ",".join(map(str, user.groups))))
+    if opts.hostname:
+        items.append(("hostname", opts.hostname))
+    if opts.net:
+        items.append(("net", opts.net))
+    out = [b"dockerify-init\0", b"1\0"]
+    for key, value in items:
+        raw = value.encode("utf-8", "surrogateescape")
+        if b"\0" in raw:
+            raise DockerifyError(f"the init's {key} {value!r} holds a NUL byte")
+        out.append(key.encode() + b"\0" + raw + b"\0")
+    return b"".join(out)
+
+
+def environment(rc: RunConfig, extra: tuple[str, ...], user: User) -> list[str]:
+    env: dict[str, str] = {}
+    for item in (*rc.env, *extra):
+        key, sep, value = item.partition("=")
+        if sep:
+            env[key] = value
+    out = [f"{k}={v}" for k, v in env.items()]
+    if "PATH" not in env:
+        out.insert(0, DEFAULT_PATH)
+    if "HOME" not in env:
+        out.append(f"HOME={user.home}")
+    return out
+
+
+# ---------------------------------------------------------------- the stream
+
+
+class _Stream:
+    """The image's entries made fit for the kernel's unpacker: parents before children, /dev/console
+    a console, our files not shadowed; small files we need are captured on the way."""
+
+    def __init__(self, warnings: Warnings) -> None:
+        self.warnings = warnings
+        self.dirs: set[bytes] = {b"."}
+        self.paths: set[bytes] = set()
+        self.captured: dict[bytes, bytes] = {}
+        self.has_init = False
+        self.epoch = 0
+
+    def _parents(self, path: bytes) -> Iterator[Entry]:
+        parent = path.rpartition(b"/")[0] or b"."
+        if parent in self.dirs:
+            return
+        yield from self._parents(parent)
+        self.dirs.add(parent)
+        # The real entry may come later (layers are applied in order); the kernel then updates it.
+        yield Entry(path=parent, type=FileType.DIR, mode=0o755, mtime=self.epoch)
+
+    def filter(self, entries: Iterable[Entry]) -> Iterator[Entry]:
+        for entry in entries:
+            path = entry.path
+            self.epoch = max(self.epoch, entry.mtime)
+            if path == CONF_PATH:
+                self.warnings.add("replaced by the exporter's own", display(path))
+                continue
+            if path == b"init":
+                self.has_init = True
+            if path == b"dev/console" and (
+                entry.type is not FileType.CHAR or (entry.devmajor, entry.devminor) != CONSOLE
+            ):
+                self.warnings.add("replaced by the console device (5,1)", display(path))
+                entry = Entry(
+                    path=path, type=FileType.CHAR, mode=0o600, devmajor=5, devminor=1, mtime=entry.mtime
+                )
+            if path in CAPTURE and entry.type is FileType.REG and entry.size <= 1 << 20:
+                data = entry.read_all()
+                self.captured[path] = data
+                entry = entry.with_(reader=bytes_reader(data), sparse=None)
+            if path != b".":
+                yield from self._parents(path)
+            if entry.type is FileType.DIR:
+                self.dirs.add(path)
+            self.paths.add(path)
+            yield entry
+
+    def text(self, path: bytes) -> str | None:
+        data = self.captured.get(path)
+        return data.decode("utf-8", "replace") if data is not None else None
+
+
+def write_initramfs(
+    image: Image, entries: Iterable[Entry], output: str, opts: InitramfsOptions = InitramfsOptions()
+) -> InitramfsResult:
+    rc = run_config(image)
+    argv = command_line(rc, opts.entrypoint, opts.cmd)
+    if not argv:
+        raise DockerifyError(
+            f"{output}: the image has no Entrypoint or Cmd, so the init would have nothing to run",
+            hint='give one with --cmd \'["/path/to/program", "arg"]\' or --entrypoint',
+        )
+    init = init_binary(image.platform, opts.init)
+    warnings = Warnings(output)
+    stream = _Stream(warnings)
+    stats: CpioStats
+    with atomic_file(output) as tmp:
+        raw = tmp if opts.compression == "none" else tmp.with_name(tmp.name + ".cpio")
+        try:
+            with open(raw, "w+b") as f:
+                writer = CpioWriter(f, warnings)
+                for entry in stream.filter(entries):
+                    writer.add(entry)
+                user = resolve_user(rc.user, stream.text(b"etc/passwd"), stream.text(b"etc/group"))
+                env = environment(rc, opts.env, user)
+                workdir = rc.workdir or "/"
+                epoch = rc.created or stream.epoch
+                init_name = ALT_INIT if stream.has_init else b"init"
+                if stream.has_init:
+                    log.warning(
+                        "warning: %s: the image has its own /init; ours is /%s (boot with rdinit=/%s)",
+                        output,
+                        ALT_INIT.decode(),
+                        ALT_INIT.decode(),
+                    )
+                extra = []
+                if b"dev/console" not in stream.paths:
+                    if b"dev" not in stream.dirs:
+                        extra.append(Entry(path=b"dev", type=FileType.DIR, mode=0o755, mtime=epoch))
+                    extra.append(
+                        Entry(
+                            path=b"dev/console",
+                            type=FileType.CHAR,
+                            mode=0o600,
+                            devmajor=5,
+                            devminor=1,
+                            mtime=epoch,
+                        )
+                    )
+                conf = init_config(argv, env, workdir, user, opts)
+                extra.append(
+                    Entry(
+                        path=CONF_PATH,
+                        type=FileType.REG,
+                        mode=0o644,
+                        size=len(conf),
+                        reader=bytes_reader(conf),
+                        mtime=epoch,
+                    )
+                )
+                extra.append(
+                    Entry(
+                        path=init_name,
+                        type=FileType.REG,
+                        mode=0o755,
+                        size=len(init),
+                        reader=bytes_reader(init),
+                        mtime=epoch,
+                    )
+                )
+                for entry in extra:
+                    writer.add(entry)
+                cpio_size = writer.finish()
+                stats = writer.stats
+            if raw != tmp:
+                compress_file(raw, tmp, opts.compression, xz_check="crc32")
+        finally:
+            if raw != tmp:
+                raw.unlink(missing_ok=True)
+        size = tmp.stat().st_size
+    if stats.unpacked > opts.memory // 2:
+        log.warning(
+            "warning: %s: unpacks to %d MiB, more than half of --memory %d MiB: the kernel may fail with "
+            "'Initramfs unpacking failed: write error'; give the machine at least %d MiB",
+            output,
+            stats.unpacked >> 20,
+            opts.memory >> 20,
+            (2 * stats.unpacked >> 20) + 1,
+        )
+    return InitramfsResult(
+        output,
+        opts.compression,
+        size,
+        cpio_size,
+        stats.unpacked,
+        stats.entries,
+        "/" + init_name.decode(),
+        argv,
+        warnings.report(),
+    )
