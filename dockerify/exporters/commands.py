@@ -25,6 +25,7 @@ _ONLY_FOR = {
     "boot_size": ("sdcard",),
     "root_size": ("sdcard",),
     "shrink": ("sdcard",),
+    "push": ("sdcard",),
     "entrypoint": ("initramfs", "stage0"),
     "cmd": ("initramfs", "stage0"),
     "env": ("initramfs", "stage0"),
@@ -121,8 +122,19 @@ def cmd_export(args: argparse.Namespace) -> int:
     from dockerify.trees import open_image
 
     plat = Platform.parse(args.platform) if args.platform else None
-    with open_image(args.image, plat) as image:
+    with open_image(args.image, plat, verify_key=args.verify_key) as image:
         result = export(image, args)
+        if args.push:
+            from dockerify.registry import push_artifact
+
+            pushed = push_artifact(
+                result["output"],
+                args.push,
+                platform=image.platform,
+                annotations={"io.dockerify.source-image": image.descriptor.digest},
+            )
+            result["pushed"] = {"reference": args.push, "digest": pushed.digest}
+            log.info("pushed %s to %s as %s", result["output"], args.push, pushed.digest)
     if args.json:
         print(json.dumps(result, indent=2, sort_keys=True))
     else:
@@ -255,6 +267,12 @@ def register(sub: argparse._SubParsersAction, common: Callable[[argparse.Argumen
     e.add_argument("--format", "-f", required=True, choices=FORMATS)
     e.add_argument("-o", "--output", required=True, metavar="OUT", help="output file or directory")
     e.add_argument("--platform", help="os/arch[/variant] when the image holds several")
+    e.add_argument(
+        "--verify-key",
+        metavar="KEY.pub",
+        help="refuse the image unless its cosign-format signature verifies with this public key",
+    )
+    e.add_argument("--push", metavar="REF", help="push the SD-card image to a registry as an OCI artifact")
     e.add_argument(
         "--compress",
         choices=("gzip", "xz", "zstd", "none"),
