@@ -11,6 +11,7 @@ import logging
 import lzma
 import os
 import shutil
+import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -18,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from dockerify.entry import Entry, FileType
-from dockerify.errors import DockerifyError
+from dockerify.errors import CorruptInput, DockerifyError
 from dockerify.oci.compress import make_compressor
 from dockerify.oci.select import Image
 from dockerify.run import check_tool, run
@@ -322,3 +323,26 @@ def command_line(
 
 def is_file(entry: Entry) -> bool:
     return entry.type is FileType.REG
+
+
+def make_parents(root: bytes, known: set[bytes], path: bytes, mode: int) -> None:
+    """Create the missing parent directories of `path` under the staging root `root`.
+
+    Layers may name a file before (or without) its directory; a parent that exists as something
+    other than a directory means the layers would write through it, which is refused."""
+    parent = path.rpartition(b"/")[0] or b"."
+    if parent in known:
+        return
+    make_parents(root, known, parent, mode)
+    full = root if parent == b"." else os.path.join(root, parent)
+    try:
+        st = os.lstat(full)
+    except FileNotFoundError:
+        os.mkdir(full, mode)
+    else:
+        if not stat.S_ISDIR(st.st_mode):
+            raise CorruptInput(
+                f"{display(path)} would be written through {display(parent)}, which is not a directory",
+                hint="the image's layers are inconsistent (a file replaced by a symlink?)",
+            )
+    known.add(parent)

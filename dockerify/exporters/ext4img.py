@@ -34,7 +34,7 @@ from typing import Any, BinaryIO
 
 from dockerify.entry import Entry, FileType
 from dockerify.errors import CorruptInput, DockerifyError
-from dockerify.exporters.common import Warnings, display
+from dockerify.exporters.common import Warnings, display, make_parents
 from dockerify.exporters.fakeroot_apply import NO_ROOM, NoRoomError, apply_plan, run_attempts
 from dockerify.run import check_tool, run
 
@@ -172,21 +172,8 @@ class Staging:
     # -- run on the writer thread
 
     def _parent(self, path: bytes) -> None:
-        parent = path.rpartition(b"/")[0] or b"."
-        if parent in self._dirs:
-            return
-        self._parent(parent)
-        full = self.full(parent)
-        try:
-            st = os.lstat(full)
-        except FileNotFoundError:
-            os.mkdir(full, 0o700)
-        else:
-            if not stat.S_ISDIR(st.st_mode):
-                raise CorruptInput(
-                    f"{display(path)} would be written through {display(parent)}, not a directory"
-                )
-        self._dirs.add(parent)
+        # 0700 until the real metadata is applied: the staging tree is never readable by others.
+        make_parents(self._base, self._dirs, path, 0o700)
 
     def _make_dir(self, path: bytes) -> None:
         if path == b".":

@@ -26,6 +26,7 @@ from dockerify.exporters.common import (
     atomic_file,
     compression_for,
     display,
+    make_parents,
 )
 from dockerify.oci.tarwriter import END_OF_ARCHIVE, entry_blocks
 
@@ -108,22 +109,7 @@ class _DirWriter:
         return self.root if path == b"." else os.path.join(self.root, path)
 
     def ensure_parent(self, path: bytes) -> None:
-        parent = path.rpartition(b"/")[0] or b"."
-        if parent in self.dirs:
-            return
-        self.ensure_parent(parent)
-        full = self.full(parent)
-        try:
-            st = os.lstat(full)
-        except FileNotFoundError:
-            os.mkdir(full, 0o755)
-        else:
-            if not stat.S_ISDIR(st.st_mode):
-                raise CorruptInput(
-                    f"{display(path)} would be written through {display(parent)}, which is not a directory",
-                    hint="the image's layers are inconsistent (a file replaced by a symlink?)",
-                )
-        self.dirs.add(parent)
+        make_parents(self.root, self.dirs, path, 0o755)
 
     def remove_existing(self, full: bytes) -> None:
         with contextlib.suppress(FileNotFoundError):
