@@ -8,13 +8,16 @@ zstd: the zstandard library's own worker threads; its output does not depend on 
 
 from __future__ import annotations
 
+import io
 import os
+import queue
 import struct
+import threading
 import zlib
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import BinaryIO, Protocol
+from typing import Any, BinaryIO, Protocol
 
 import zstandard
 
@@ -129,22 +132,98 @@ def make_compressor(kind: str, sink: Callable[[bytes], object], level: int | Non
     raise ValueError(f"unknown compression {kind!r}")
 
 
+def _gunzip(f: BinaryIO) -> Iterator[bytes]:
+    """Every member of a gzip stream, decompressed."""
+    d = zlib.decompressobj(31)
+    while True:
+        data = d.unused_data or f.read(_READ)
+        if not data:
+            break
+        if d.eof:
+            if not data.strip(b"\0"):
+                return  # zero padding after the last member
+            d = zlib.decompressobj(31)
+        out = d.decompress(data, _READ)
+        while out:
+            yield out
+            out = d.decompress(d.unconsumed_tail, _READ) if d.unconsumed_tail else b""
+    if not d.eof:
+        from dockerify.errors import CorruptInput
+
+        raise CorruptInput("layer: gzip data ends early (truncated blob?)")
+
+
+def _unzstd(f: BinaryIO) -> Iterator[bytes]:
+    reader = zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True)
+    while data := reader.read(_READ):
+        yield data
+
+
+_READ = 1 << 20
+_DONE = object()
+
+
+class _ThreadedReader(io.RawIOBase):
+    """Runs a decompressing generator on its own thread (zlib and zstd release the GIL), so the
+    reading side parses tar headers while the next megabytes are inflated. The queue is bounded:
+    memory stays at a few chunks whatever the layer size."""
+
+    def __init__(self, produce: Iterator[bytes]) -> None:
+        super().__init__()
+        self._queue: queue.Queue[object] = queue.Queue(maxsize=8)
+        self._buf = memoryview(b"")
+        self._done = False
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(produce,), daemon=True)
+        self._thread.start()
+
+    def _run(self, produce: Iterator[bytes]) -> None:
+        try:
+            for chunk in produce:
+                if self._stop.is_set():
+                    return
+                self._queue.put(chunk)
+            self._queue.put(_DONE)
+        except BaseException as e:  # handed to the reader, which raises it in its own thread
+            self._queue.put(e)
+
+    def readable(self) -> bool:
+        return True
+
+    def close(self) -> None:
+        # Unblock a producer waiting on a full queue, so an abandoned reader leaves no thread.
+        self._stop.set()
+        while self._thread.is_alive():
+            try:
+                self._queue.get(timeout=0.1)
+            except queue.Empty:
+                pass
+        super().close()
+
+    def readinto(self, b: Any) -> int:
+        while not self._buf and not self._done:
+            item = self._queue.get()
+            if item is _DONE:
+                self._done = True
+            elif isinstance(item, BaseException):
+                self._done = True
+                raise item
+            else:
+                self._buf = memoryview(item)  # type: ignore[arg-type]
+        n = min(len(b), len(self._buf))
+        b[:n] = self._buf[:n]
+        self._buf = self._buf[n:]
+        return n
+
+
 def decompressing_reader(f: BinaryIO, media_type: str) -> BinaryIO:
     """A forward-only reader of an OCI layer blob's uncompressed tar stream."""
-    import gzip
-
-    if (
-        media_type.endswith("+gzip")
-        or media_type.endswith(".tar.gzip")
-        or media_type.endswith("diff.tar.gzip")
-    ):
-        return gzip.GzipFile(fileobj=f, mode="rb")  # type: ignore[return-value]
-    if media_type.endswith("+zstd"):
-        return zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True)  # type: ignore[return-value]
     head = f.read(4)
     f.seek(-len(head), 1)
-    if head[:2] == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=f, mode="rb")  # type: ignore[return-value]
-    if head == b"\x28\xb5\x2f\xfd":
-        return zstandard.ZstdDecompressor().stream_reader(f, read_across_frames=True)  # type: ignore[return-value]
-    return f
+    if media_type.endswith(("+gzip", ".tar.gzip")) or head[:2] == b"\x1f\x8b":
+        produce = _gunzip(f)
+    elif media_type.endswith("+zstd") or head == b"\x28\xb5\x2f\xfd":
+        produce = _unzstd(f)
+    else:
+        return f
+    return io.BufferedReader(_ThreadedReader(produce), buffer_size=_READ)  # type: ignore[return-value]

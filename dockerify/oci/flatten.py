@@ -20,10 +20,8 @@ OPAQUE = b".wh..wh..opq"
 
 
 def _layer_entries(image: Image, desc: Descriptor) -> Iterator[Entry]:
-    with image.layout.blobs.open(desc.digest) as f:
-        yield from tar_entries(
-            decompressing_reader(f, desc.media_type), f"layer {desc.digest[:19]}", check_links=False
-        )
+    with image.layout.blobs.open(desc.digest) as f, decompressing_reader(f, desc.media_type) as tar:
+        yield from tar_entries(tar, f"layer {desc.digest[:19]}", check_links=False)
 
 
 def _split(path: bytes) -> tuple[bytes, bytes]:

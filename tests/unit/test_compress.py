@@ -40,3 +40,25 @@ def test_zstd_round_trip() -> None:
     w.write(DATA)
     w.close()
     assert zstandard.ZstdDecompressor().decompressobj().decompress(b"".join(out)) == DATA
+
+
+def test_layer_reader_gzip_members_zstd_and_truncation() -> None:
+    import io
+    import threading
+
+    from dockerify.errors import CorruptInput
+    from dockerify.oci.compress import decompressing_reader
+
+    gz = "application/vnd.oci.image.layer.v1.tar+gzip"
+    zst = "application/vnd.oci.image.layer.v1.tar+zstd"
+    assert decompressing_reader(io.BytesIO(gzip.compress(DATA)), gz).read() == DATA
+    two_members = gzip.compress(DATA[:1000]) + gzip.compress(DATA[1000:])
+    assert decompressing_reader(io.BytesIO(two_members), "by magic").read() == DATA
+    assert decompressing_reader(io.BytesIO(zstandard.ZstdCompressor().compress(DATA)), zst).read() == DATA
+    with pytest.raises(CorruptInput, match="ends early"):
+        decompressing_reader(io.BytesIO(gzip.compress(DATA)[:-100]), gz).read()
+    before = threading.active_count()
+    reader = decompressing_reader(io.BytesIO(gzip.compress(DATA)), gz)
+    reader.read(10)
+    reader.close()  # abandoning a reader leaves no thread behind
+    assert threading.active_count() == before
