@@ -55,9 +55,3 @@ def save(name: str, out: BinaryIO) -> None:
         raise NotFound(f"docker-daemon:{name}: no such image in the daemon") from None
     for chunk in image.save(named=True):
         out.write(chunk)
-
-
-def image_platform(name: str) -> tuple[str, str, str]:
-    """(Os, Architecture, Variant) as the daemon reports them for a loaded image."""
-    attrs = client().images.get(name).attrs
-    return attrs.get("Os", ""), attrs.get("Architecture", ""), attrs.get("Variant", "")

@@ -9,7 +9,6 @@ from the same source: streaming sources (a compressed tarball) cannot go back.
 from __future__ import annotations
 
 import enum
-import hashlib
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
@@ -87,13 +86,6 @@ class Entry:
         return self.path.decode("utf-8", "surrogateescape")
 
 
-def content_digest(entry: Entry) -> str:
-    h = hashlib.sha256()
-    for data in entry.dense_chunks():
-        h.update(data)
-    return "sha256:" + h.hexdigest()
-
-
 def bytes_reader(data: bytes) -> ChunkReader:
     def read() -> Iterator[tuple[int, bytes]]:
         for off in range(0, len(data), CHUNK):
@@ -105,10 +97,6 @@ def bytes_reader(data: bytes) -> ChunkReader:
 def path_key(path: bytes) -> tuple[bytes, ...]:
     """Sort key that puts a directory before its children and siblings in byte order."""
     return () if path == b"." else tuple(path.split(b"/"))
-
-
-def sorted_entries(entries: Iterable[Entry]) -> list[Entry]:
-    return sorted(entries, key=lambda e: path_key(e.path))
 
 
 def sparse_map_from_chunks(pieces: Iterable[tuple[int, int]]) -> tuple[tuple[int, int], ...]:

@@ -53,11 +53,6 @@ def check_tool(name: str) -> str:
     return path
 
 
-def check_tools(*names: str) -> None:
-    for name in names:
-        check_tool(name)
-
-
 def run(
     cmd: Sequence[str],
     *,

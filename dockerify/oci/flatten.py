@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
-from dockerify.entry import Entry, FileType
+from dockerify.entry import Entry
 from dockerify.fixups import restore_preload
 from dockerify.oci.compress import decompressing_reader
 from dockerify.oci.model import Descriptor
@@ -84,7 +84,3 @@ def flatten(image: Image, *, restore_fixups: bool = False) -> Iterator[Entry]:
             if restore_fixups:
                 entry = restore_preload(entry, labels)
             yield entry
-
-
-def is_whiteout(entry: Entry) -> bool:
-    return _split(entry.path)[1].startswith(WHITEOUT) and entry.type is not FileType.DIR
