@@ -94,6 +94,13 @@ def bytes_reader(data: bytes) -> ChunkReader:
     return read
 
 
+def file_entry(path: bytes, data: bytes, *, mode: int = 0o644, mtime: int = 0) -> Entry:
+    """A regular file whose content is held in memory (generated config, an init binary)."""
+    return Entry(
+        path=path, type=FileType.REG, mode=mode, mtime=mtime, size=len(data), reader=bytes_reader(data)
+    )
+
+
 def path_key(path: bytes) -> tuple[bytes, ...]:
     """Sort key that puts a directory before its children and siblings in byte order."""
     return () if path == b"." else tuple(path.split(b"/"))

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from dockerify.entry import Entry, FileType, bytes_reader
+from dockerify.entry import Entry, FileType, bytes_reader, file_entry
 from dockerify.errors import DockerifyError, NotFound
 from dockerify.exporters.common import (
     RunConfig,
@@ -310,26 +310,8 @@ def write_initramfs(
                         )
                     )
                 conf = init_config(argv, env, workdir, user, opts)
-                extra.append(
-                    Entry(
-                        path=CONF_PATH,
-                        type=FileType.REG,
-                        mode=0o644,
-                        size=len(conf),
-                        reader=bytes_reader(conf),
-                        mtime=epoch,
-                    )
-                )
-                extra.append(
-                    Entry(
-                        path=init_name,
-                        type=FileType.REG,
-                        mode=0o755,
-                        size=len(init),
-                        reader=bytes_reader(init),
-                        mtime=epoch,
-                    )
-                )
+                extra.append(file_entry(CONF_PATH, conf, mode=0o644, mtime=epoch))
+                extra.append(file_entry(init_name, init, mode=0o755, mtime=epoch))
                 for entry in extra:
                     writer.add(entry)
                 cpio_size = writer.finish()
