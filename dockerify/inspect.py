@@ -20,10 +20,10 @@ def _scan(entries: Any) -> TreeFacts:
     for entry in facts.tap(entries):
         if entry.type is FileType.REG:
             for offset, data in entry.chunks():
-                # Only ELF files are read to the end (their ARM attributes sit near the end).
-                if offset == 0 and data[:4] != b"\x7fELF" and entry.path not in facts.small_files:
-                    if entry.size > 65536:
-                        break
+                # Only ELF files are read to the end (their ARM attributes sit near the end);
+                # small files are read whole so os-release and config.txt get captured.
+                if offset == 0 and data[:4] != b"\x7fELF" and entry.size > 65536:
+                    break
     return facts
 
 

@@ -92,3 +92,16 @@ def fixture(name: str) -> pathlib.Path:
 def staging(name: str, part: str = "root") -> pathlib.Path:
     """The staging tree ("root" or "boot") a fixture was built from."""
     return fixture(entry(name)["staging"][part])
+
+
+#: The uncompressed disk-image fixtures (names are fixed by scripts/make_fixtures.py), listed here
+#: so tests can parametrize at collection time, before fixtures.json exists.
+DISKS = [
+    "pi-arm64.img",
+    "pi-arm64-ext2.img",
+    "pi-arm64-ext3.img",
+    "pi-arm64-inline.img",
+    "pi-armv6.img",
+    "debian-armhf.img",
+    "amd64-gpt.img",
+]

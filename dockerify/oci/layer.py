@@ -37,7 +37,8 @@ def write_layer(
     blob = store.writer()
     try:
         comp = make_compressor(compression, blob.write)
-        diff = hashlib.sha256()
+        # An uncompressed blob's digest is its diff_id: hash the stream once, not twice.
+        diff = None if compression == "none" else hashlib.sha256()
         size = 0
         pending: list[bytes] = []
         pending_len = 0
@@ -46,7 +47,8 @@ def write_layer(
             nonlocal pending, pending_len
             if pending:
                 data = b"".join(pending)
-                diff.update(data)
+                if diff is not None:
+                    diff.update(data)
                 comp.write(data)
                 if progress:
                     progress(len(data))
@@ -69,4 +71,5 @@ def write_layer(
         blob.abort()
         raise
     media = OCI_LAYER + MEDIA_SUFFIX[compression]
-    return LayerResult(Descriptor(media, digest, blob.size), "sha256:" + diff.hexdigest(), size)
+    diff_id = digest if diff is None else "sha256:" + diff.hexdigest()
+    return LayerResult(Descriptor(media, digest, blob.size), diff_id, size)

@@ -17,17 +17,8 @@ import pytest
 
 from tests import oracle
 from tests.conftest import dockerify, require_tool
-from tests.fixtures import FIXTURES_DIR, entry, load_manifest
+from tests.fixtures import DISKS, FIXTURES_DIR, entry, load_manifest
 
-DISKS = [
-    "pi-arm64.img",
-    "pi-arm64-ext2.img",
-    "pi-arm64-ext3.img",
-    "pi-arm64-inline.img",
-    "pi-armv6.img",
-    "debian-armhf.img",
-    "amd64-gpt.img",
-]
 COMPRESSED = ["pi-arm64.img.xz", "pi-arm64.img.gz", "pi-arm64.img.zst", "pi-arm64.zip"]
 TARBALLS = [
     "rootfs-amd64.tar",

@@ -19,20 +19,11 @@ import pytest
 
 from tests import oracle
 from tests.conftest import REPO, dockerify, require_tool
-from tests.fixtures import FIXTURES_DIR, entry, staging
+from tests.fixtures import DISKS, FIXTURES_DIR, entry, staging
 from tests.integration.test_export_support import as_nobody, build_image, nobody_work, open_up
 
 __all__ = ["nobody_work"]
 
-DISKS = [
-    "pi-arm64.img",
-    "pi-arm64-ext2.img",
-    "pi-arm64-ext3.img",
-    "pi-arm64-inline.img",
-    "pi-armv6.img",
-    "debian-armhf.img",
-    "amd64-gpt.img",
-]
 MiB = 1 << 20
 PRELOAD = b"etc/ld.so.preload"
 

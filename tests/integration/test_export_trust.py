@@ -12,6 +12,20 @@ from tests.fixtures import FIXTURES_DIR, entry
 PASSWORD = {"DOCKERIFY_KEY_PASSWORD": "export trust"}
 
 
+def _export_verified(layout, out, key, check: bool = True):
+    return dockerify(
+        "export",
+        f"oci:{layout}:t",
+        "--format",
+        "rootfs-tar",
+        "-o",
+        str(out),
+        "--verify-key",
+        str(key),
+        check=check,
+    )
+
+
 def test_export_verify_key(tmp_path) -> None:
     entry("rootfs-amd64.tar.gz")
     layout = tmp_path / "l"
@@ -19,41 +33,12 @@ def test_export_verify_key(tmp_path) -> None:
     for name in ("good", "other"):
         dockerify("keygen", "--output-key-prefix", str(tmp_path / name), env=PASSWORD)
     out = tmp_path / "rootfs.tar"
-    unsigned = dockerify(
-        "export",
-        f"oci:{layout}:t",
-        "--format",
-        "rootfs-tar",
-        "-o",
-        str(out),
-        "--verify-key",
-        str(tmp_path / "good.pub"),
-        check=False,
-    )
+    unsigned = _export_verified(layout, out, tmp_path / "good.pub", check=False)
     assert unsigned.returncode != 0 and "Traceback" not in unsigned.stderr and not out.exists()
     dockerify("sign", f"oci:{layout}:t", "--key", str(tmp_path / "good.key"), env=PASSWORD)
-    wrong = dockerify(
-        "export",
-        f"oci:{layout}:t",
-        "--format",
-        "rootfs-tar",
-        "-o",
-        str(out),
-        "--verify-key",
-        str(tmp_path / "other.pub"),
-        check=False,
-    )
+    wrong = _export_verified(layout, out, tmp_path / "other.pub", check=False)
     assert wrong.returncode != 0 and not out.exists()
-    dockerify(
-        "export",
-        f"oci:{layout}:t",
-        "--format",
-        "rootfs-tar",
-        "-o",
-        str(out),
-        "--verify-key",
-        str(tmp_path / "good.pub"),
-    )
+    _export_verified(layout, out, tmp_path / "good.pub")
     assert out.stat().st_size > 0
 
 
