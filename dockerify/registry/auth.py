@@ -1,22 +1,23 @@
 """Registry credentials and the two auth schemes registries use (Basic and Bearer tokens).
 
-Credentials come from DOCKERIFY_REGISTRY_USER / DOCKERIFY_REGISTRY_PASSWORD, or from the
-config.json that `docker login` writes (`auths.<host>.auth`, base64 of user:password). Secrets
-never leave this module in a printable form: `Credentials` hides them from repr/str, and nothing
-here logs a header or a token.
+Credentials come from DOCKERIFY_REGISTRY_USER / DOCKERIFY_REGISTRY_PASSWORD, else from the
+files `docker login`, `podman login` and `skopeo login` write (see authfiles.py for which, in
+what order): inline `auths` entries (base64 user:password, or an identity token), or the
+credential helper named by `credHelpers` / `credsStore` (see helpers.py). Secrets never leave
+this module in a printable form: `Credentials` hides them from repr/str, and nothing here logs
+a header or a token.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 import os
 import re
 import threading
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -24,14 +25,25 @@ import requests
 from oras.auth.base import AuthBackend
 
 from dockerify.errors import DockerifyError
-from dockerify.registry.reference import DOCKER_HUB, DOCKER_HUB_API, DOCKER_HUB_NAME, is_loopback
+from dockerify.registry.authfiles import (
+    DOCKER_HUB,
+    auth_files,
+    docker_key,
+    helper_for,
+    matching_entries,
+    normalize_registry,
+    read_config,
+)
+from dockerify.registry.helpers import Helper
+from dockerify.registry.reference import is_loopback
 
 log = logging.getLogger("dockerify")
 
 ENV_USER = "DOCKERIFY_REGISTRY_USER"
 ENV_PASSWORD = "DOCKERIFY_REGISTRY_PASSWORD"
-_LOGIN_HINT = f"run `docker login HOST`, or set {ENV_USER} and {ENV_PASSWORD}"
-_warned: set[str] = set()
+_LOGIN_HINT = f"run `dockerify login HOST` (or `docker login HOST`), or set {ENV_USER} and {ENV_PASSWORD}"
+# The client id Docker sends with OAuth2 token requests; registries may key refresh tokens on it.
+CLIENT_ID = "dockerify"
 
 
 class AuthError(DockerifyError):
@@ -39,19 +51,25 @@ class AuthError(DockerifyError):
 
 
 class Credentials:
-    """A user name and a secret; the secret is never part of repr() or str()."""
+    """A user name and a secret (a password, or an OAuth2 identity token); the secret is never
+    part of repr() or str()."""
 
-    __slots__ = ("username", "_secret", "source")
+    __slots__ = ("username", "_secret", "source", "identity_token")
 
-    def __init__(self, username: str, secret: str, source: str) -> None:
+    def __init__(self, username: str, secret: str, source: str, identity_token: bool = False) -> None:
         self.username = username
         self._secret = secret
-        self.source = source  # where they came from, for messages ("environment", a file name)
+        self.source = source  # where they came from, for messages ("environment", a file, a helper)
+        self.identity_token = identity_token  # the secret is a refresh token for the token service
 
     def basic(self) -> str:
         """The value of an `Authorization: Basic ...` header."""
         raw = f"{self.username}:{self._secret}".encode()
         return "Basic " + base64.b64encode(raw).decode()
+
+    def secret(self) -> str:
+        """The secret itself, for a credential helper's stdin or a token request's body only."""
+        return self._secret
 
     def __repr__(self) -> str:
         return f"Credentials(username={self.username!r}, secret=<hidden>, source={self.source!r})"
@@ -65,92 +83,83 @@ class Credentials:
 # ---------------------------------------------------------------- where credentials come from
 
 
-def _config_files(env: dict[str, str]) -> list[Path]:
-    files = []
-    if env.get("REGISTRY_AUTH_FILE"):
-        files.append(Path(env["REGISTRY_AUTH_FILE"]))
-    if env.get("DOCKER_CONFIG"):
-        files.append(Path(env["DOCKER_CONFIG"]) / "config.json")
-    elif env.get("HOME"):
-        files.append(Path(env["HOME"]) / ".docker" / "config.json")
-    return files
-
-
-def _host_of_key(key: str) -> str:
-    """`https://index.docker.io/v1/` -> `index.docker.io`; `127.0.0.1:5000` stays."""
-    if "://" in key:
-        return urlsplit(key).netloc
-    return key.split("/", 1)[0]
-
-
-def _aliases(registry: str) -> set[str]:
-    if registry in (DOCKER_HUB, DOCKER_HUB_NAME, DOCKER_HUB_API):
-        return {DOCKER_HUB, DOCKER_HUB_NAME, DOCKER_HUB_API}
-    return {registry}
-
-
-def _warn_once(key: str, message: str) -> None:
-    if key not in _warned:
-        _warned.add(key)
-        log.warning("%s", message)
-
-
-def _from_entry(entry: dict[str, Any], registry: str, where: str) -> Credentials | None:
+def _from_entry(entry: dict[str, Any], key: str, where: str) -> Credentials | None:
+    user, secret = "", None
     auth = entry.get("auth")
     if isinstance(auth, str) and auth:
         try:
             decoded = base64.b64decode(auth, validate=True).decode()
         except (binascii.Error, UnicodeDecodeError):
             raise DockerifyError(
-                f"{where}: auths.{registry}.auth is not base64 of user:password", hint=_LOGIN_HINT
+                f"{where}: auths.{key}.auth is not base64 of user:password", hint=_LOGIN_HINT
             ) from None
         user, sep, secret = decoded.partition(":")
         if not sep:
-            raise DockerifyError(
-                f"{where}: auths.{registry}.auth holds no user:password pair", hint=_LOGIN_HINT
-            )
+            raise DockerifyError(f"{where}: auths.{key}.auth holds no user:password pair", hint=_LOGIN_HINT)
+    elif isinstance(entry.get("username"), str) and isinstance(entry.get("password"), str):
+        user, secret = entry["username"], entry["password"]
+    token = entry.get("identitytoken")
+    if isinstance(token, str) and token:  # Docker prefers the identity token to a password
+        return Credentials(user or entry.get("username") or "", token, where, identity_token=True)
+    if secret is not None and (user or secret):
         return Credentials(user, secret, where)
-    if isinstance(entry.get("username"), str) and isinstance(entry.get("password"), str):
-        return Credentials(entry["username"], entry["password"], where)
-    if entry.get("identitytoken"):
-        _warn_once(
-            f"idtoken:{where}:{registry}",
-            f"{where}: the entry for {registry} holds an identity token, which dockerify does not use",
-        )
     return None
 
 
-def find_credentials(registry: str, env: dict[str, str] | None = None) -> Credentials | None:
-    """Credentials for `registry` (host[:port]): the environment first, then config.json."""
+def _from_helper(helper: Helper, urls: list[str]) -> Credentials | None:
+    for url in urls:
+        found = helper.get(url)
+        if found is not None:
+            return Credentials(
+                found.username, found.secret, f"{helper.program}, {helper.why}", found.identity_token
+            )
+    return None
+
+
+def find_credentials(
+    registry: str,
+    env: Mapping[str, str] | None = None,
+    *,
+    authfile: str | None = None,
+    repository: str | None = None,
+) -> Credentials | None:
+    """Credentials for `registry` (host[:port], or any key form Docker and Podman write): the
+    environment first, then the auth files in containers-auth.json(5)'s order. `repository`
+    lets namespaced keys (`quay.io/team`) apply; `authfile` is skopeo's --authfile."""
     env = dict(os.environ) if env is None else env
     user, secret = env.get(ENV_USER), env.get(ENV_PASSWORD)
     if user and secret is not None:
         return Credentials(user, secret, "environment")
-    aliases = _aliases(registry)
-    for path in _config_files(env):
-        try:
-            config = json.loads(path.read_text())
-        except FileNotFoundError:
+    registry = normalize_registry(registry)
+    for f in auth_files(env, authfile):
+        config = read_config(f.path, f.legacy, missing_ok=not (f.explicit and authfile))
+        if config is None:
             continue
-        except (OSError, ValueError) as e:
-            raise DockerifyError(f"{path}: cannot read registry credentials: {type(e).__name__}") from None
-        if not isinstance(config, dict):
-            continue
-        auths = config.get("auths") or {}
-        for key, entry in auths.items() if isinstance(auths, dict) else []:
-            if _host_of_key(key) in aliases and isinstance(entry, dict):
-                found = _from_entry(entry, registry, str(path))
-                if found is not None:
-                    return found
-        helpers = config.get("credHelpers") or {}
-        helper = next((helpers[a] for a in aliases if a in helpers), None) or config.get("credsStore")
-        if helper:
-            _warn_once(
-                f"helper:{path}:{registry}",
-                f"{path}: credentials for {registry} are kept by the credential helper "
-                f"docker-credential-{helper}, which dockerify does not run; set {ENV_USER} and {ENV_PASSWORD}",
-            )
+        entries = matching_entries(config, registry, repository)
+        choice = helper_for(config, registry)
+        if choice is not None:
+            helper = Helper(choice.name, registry, f"{choice.why} in {f.path}", env)
+            urls = [docker_key(registry)] + [k for k, _ in entries]
+            if registry == DOCKER_HUB:
+                urls.append(DOCKER_HUB)
+            found = _from_helper(helper, list(dict.fromkeys(urls)))
+            if found is not None:
+                return found
+            if choice.why == "credHelpers":
+                continue  # the helper alone speaks for this registry (containers-auth.json(5))
+        for key, entry in entries:
+            found = _from_entry(entry, key, str(f.path))
+            if found is not None:
+                return found
     return None
+
+
+def credentials_loader(
+    registry: str, authfile: str | None = None, repository: str | None = None
+) -> Callable[[], Credentials | None]:
+    """find_credentials, deferred until a registry asks for them: anonymous pulls never run a
+    credential helper."""
+    return lambda: find_credentials(registry, authfile=authfile, repository=repository)
 
 
 # ---------------------------------------------------------------- challenges
@@ -191,19 +200,31 @@ class Authenticator(AuthBackend):
         registry: str,
         session: requests.Session,
         verify: bool | str,
-        credentials: Credentials | None,
+        credentials: Credentials | None | Callable[[], Credentials | None],
         insecure: bool = False,
     ) -> None:
         super().__init__()
         self.registry = registry
         self.session = session
         self._tls_verify = verify  # type: ignore[assignment]
-        self.credentials = credentials
+        self._loader = credentials if callable(credentials) else None
+        self._credentials = None if callable(credentials) else credentials
+        self._loaded = not callable(credentials)
+        self._load_lock = threading.Lock()
         self.insecure = insecure
         self._header: str | None = None  # the Authorization value in force
         self._scopes: list[str] = []
         self._lock = threading.Lock()
         self.token: str | None = None
+
+    @property
+    def credentials(self) -> Credentials | None:
+        with self._load_lock:
+            if not self._loaded:
+                assert self._loader is not None
+                self._credentials = self._loader()
+                self._loaded = True
+            return self._credentials
 
     # oras-py's interface
     def get_auth_header(self) -> dict[str, str]:
@@ -238,6 +259,12 @@ class Authenticator(AuthBackend):
                 )
             if challenge.scheme == "basic":
                 creds = self._need_credentials()
+                if creds.identity_token:
+                    raise AuthError(
+                        f"{self.registry}: the login from {creds.source} is an identity token, "
+                        "which a registry with Basic authentication does not take",
+                        hint=_LOGIN_HINT.replace("HOST", self.registry),
+                    )
                 if used == creds.basic():
                     raise self._refused(creds)
                 self._check_transport(response.url, creds)
@@ -286,17 +313,39 @@ class Authenticator(AuthBackend):
         realm = challenge.params.get("realm", "")
         if not realm.startswith(("http://", "https://")):
             raise AuthError(f"{self.registry}: the bearer challenge names no usable token realm ({realm!r})")
-        params: list[tuple[str, str]] = []
-        if challenge.params.get("service"):
-            params.append(("service", challenge.params["service"]))
-        params.extend(("scope", s) for s in self._scopes)
-        headers = {"Accept": "application/json"}
-        if self.credentials is not None:
-            self._check_transport(realm, self.credentials)
-            headers["Authorization"] = self.credentials.basic()
+        service = challenge.params.get("service", "")
+        creds = self.credentials
+        if creds is not None:
+            self._check_transport(realm, creds)
         where = urlsplit(realm).netloc
         try:
-            r = self.session.get(realm, params=params, headers=headers, verify=self._tls_verify, timeout=60)
+            if creds is not None and creds.identity_token:
+                # OAuth2 refresh_token grant, a form POST as Docker sends it
+                form = {
+                    "grant_type": "refresh_token",
+                    "refresh_token": creds.secret(),
+                    "client_id": CLIENT_ID,
+                }
+                if service:
+                    form["service"] = service
+                if self._scopes:
+                    form["scope"] = " ".join(self._scopes)
+                r = self.session.post(
+                    realm,
+                    data=form,
+                    headers={"Accept": "application/json"},
+                    verify=self._tls_verify,
+                    timeout=60,
+                )
+            else:
+                params: list[tuple[str, str]] = [("service", service)] if service else []
+                params.extend(("scope", s) for s in self._scopes)
+                headers = {"Accept": "application/json"}
+                if creds is not None:
+                    headers["Authorization"] = creds.basic()
+                r = self.session.get(
+                    realm, params=params, headers=headers, verify=self._tls_verify, timeout=60
+                )
         except requests.exceptions.SSLError:
             raise AuthError(
                 f"{self.registry}: TLS verification of the token service {where} failed",
@@ -307,13 +356,19 @@ class Authenticator(AuthBackend):
                 f"{self.registry}: cannot reach the token service {where}: {type(e).__name__}"
             ) from None
         log.debug("token service %s answered %s", where, r.status_code)
+        if r.status_code in (400, 401, 403) and creds is not None and creds.identity_token:
+            raise AuthError(
+                f"{self.registry}: the token service {where} refused the identity token "
+                f"from {creds.source} (HTTP {r.status_code})",
+                hint="log in again: " + _LOGIN_HINT.replace("HOST", self.registry),
+            )
         if r.status_code in (401, 403):
-            if self.credentials is None:
+            if creds is None:
                 raise AuthError(
                     f"{self.registry}: the token service {where} requires credentials and none were found",
                     hint=_LOGIN_HINT.replace("HOST", self.registry),
                 )
-            raise self._refused(self.credentials)
+            raise self._refused(creds)
         if r.status_code != 200:
             raise AuthError(f"{self.registry}: the token service {where} answered HTTP {r.status_code}")
         try:

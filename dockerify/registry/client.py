@@ -42,7 +42,7 @@ from dockerify.oci.model import (
     OCI_MANIFEST,
     Descriptor,
 )
-from dockerify.registry.auth import Authenticator, AuthError, Credentials, find_credentials
+from dockerify.registry.auth import Authenticator, AuthError, Credentials, credentials_loader
 from dockerify.registry.reference import Reference, split_host  # noqa: F401
 
 log = logging.getLogger("dockerify")
@@ -84,6 +84,7 @@ class Options:
     chunk_size: int = 128 << 20
     timeout: float = 300.0  # seconds without data before a request counts as dropped
     jobs: int = 4  # blobs transferred at once
+    authfile: str | None = None  # skopeo's --authfile: the login file searched first
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Options:
@@ -187,7 +188,11 @@ class RegistryClient(oras.provider.Registry):
         self.session.mount("https://", adapter)
         self.session.mount("http://", adapter)
         self.session.headers["User-Agent"] = "dockerify"
-        creds = credentials if credentials is not None else find_credentials(ref.registry)
+        creds = (
+            credentials
+            if credentials is not None
+            else credentials_loader(ref.registry, self.options.authfile, ref.repository)
+        )
         self.auth = Authenticator(ref.registry, self.session, verify, creds, self.options.insecure)
         self.container = oras.container.Container(f"{ref.api_host}/{ref.repository}", registry=ref.api_host)
         namespace, _, name = ref.repository.rpartition("/")

@@ -1,4 +1,4 @@
-"""Registry subcommands: push, pull, push-artifact, pull-artifact, keygen, sign, verify."""
+"""Registry subcommands: login, logout, push, pull, push-artifact, pull-artifact, keygen, sign, verify."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ def _options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
         insecure=True if getattr(args, "insecure", False) else None,
         ca_cert=getattr(args, "ca_cert", None),
         chunk_size=getattr(args, "chunk_size", None),
+        authfile=getattr(args, "authfile", None),
     )
 
 
@@ -40,6 +41,50 @@ def _annotation(text: str) -> tuple[str, str]:
     if not sep or not key:
         raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
     return key, value
+
+
+def _read_login(args: argparse.Namespace, registry: str) -> tuple[str, str]:
+    """User name and password as `docker login` takes them: --password-stdin, else a prompt."""
+    import getpass
+    import sys
+
+    if args.password_stdin:
+        if not args.username:
+            raise DockerifyError("--password-stdin needs --username", hint="pass --username USER")
+        password = sys.stdin.read()
+        for end in ("\n", "\r"):  # the newline `echo` and here-strings add
+            password = password.removesuffix(end)
+        return args.username, password
+    if not sys.stdin.isatty():
+        raise DockerifyError(
+            f"{registry}: no terminal to ask for the password",
+            hint="pipe it in with --password-stdin (never put it on the command line)",
+        )
+    username = args.username or input("Username: ").strip()
+    return username, getpass.getpass("Password: ")
+
+
+def cmd_login(args: argparse.Namespace) -> int:
+    from dockerify.registry.authfiles import normalize_registry
+    from dockerify.registry.login import login
+
+    username, password = _read_login(args, normalize_registry(args.registry))
+    result = login(args.registry, username, password, authfile=args.authfile, options=_options(args))
+    kept = f"by {result.helper}" if result.helper else f"in {result.path}"
+    log.info("Login Succeeded: %s (kept %s)", result.registry, kept)
+    return 0
+
+
+def cmd_logout(args: argparse.Namespace) -> int:
+    from dockerify.registry.authfiles import normalize_registry
+    from dockerify.registry.login import logout
+
+    registry = normalize_registry(args.registry)
+    if logout(args.registry, authfile=args.authfile):
+        log.info("Removed login credentials for %s", registry)
+    else:
+        log.info("Not logged in to %s", registry)
+    return 0
 
 
 def cmd_push(args: argparse.Namespace) -> int:
@@ -149,6 +194,16 @@ def _registry_flags(p: argparse.ArgumentParser) -> None:
         help="allow plain HTTP and unverified TLS for any registry (loopback registries may use HTTP anyway)",
     )
     p.add_argument("--ca-cert", metavar="FILE", help="CA certificate(s) to verify the registry's TLS with")
+    _authfile_flag(p)
+
+
+def _authfile_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--authfile",
+        metavar="FILE",
+        help="registry login file (auth.json or config.json) to use first, as skopeo's --authfile "
+        "(default: $REGISTRY_AUTH_FILE, then Podman's and Docker's usual files)",
+    )
 
 
 def _chunk_flag(p: argparse.ArgumentParser) -> None:
@@ -159,6 +214,38 @@ def _chunk_flag(p: argparse.ArgumentParser) -> None:
 
 def register(sub: argparse._SubParsersAction, common: Common) -> None:
     from dockerify.oci.model import SDCARD_ARTIFACT_TYPE
+
+    for name, what in (("login", "log in to"), ("logout", "log out of")):
+        p = sub.add_parser(
+            name,
+            help=f"{what} a registry, keeping the login where `docker {name}` does "
+            "(through the credential helper config.json names, if any)",
+        )
+        p.add_argument(
+            "registry",
+            metavar="REGISTRY",
+            nargs="?",
+            default="docker.io",
+            help="host[:port] of the registry (default: docker.io, Docker Hub)",
+        )
+        _authfile_flag(p)
+        if name == "login":
+            p.add_argument("-u", "--username", metavar="USER", help="user name (asked for when not given)")
+            p.add_argument(
+                "--password-stdin",
+                action="store_true",
+                help="read the password from stdin (else it is asked for without echo)",
+            )
+            p.add_argument(
+                "--insecure",
+                action="store_true",
+                help="allow plain HTTP and unverified TLS when checking the login",
+            )
+            p.add_argument(
+                "--ca-cert", metavar="FILE", help="CA certificate(s) to verify the registry's TLS with"
+            )
+        common(p)
+        p.set_defaults(func=cmd_login if name == "login" else cmd_logout)
 
     p = sub.add_parser(
         "push", help="push an image (oci:, oci-archive:, docker-archive:, docker-daemon:) to a registry"

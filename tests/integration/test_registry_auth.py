@@ -77,12 +77,17 @@ def test_htpasswd_over_tls_with_docker_login(single_image: Path, tmp_path: Path,
         certs_d.mkdir(parents=True, exist_ok=True)
         try:
             shutil.copy(ca.ca_pem, certs_d / "ca.crt")
+            # Docker on Linux hands a login to docker-credential-pass when that and `pass` are on
+            # PATH and config.json has no logins yet; this test is about plain `auths` entries
+            bare = tmp_path / "bin"
+            bare.mkdir()
+            (bare / "docker").symlink_to(docker_cli())
             login = subprocess.run(
-                [docker_cli(), "login", reg.host, "-u", USER, "--password-stdin"],
+                [str(bare / "docker"), "login", reg.host, "-u", USER, "--password-stdin"],
                 input=PASSWORD,
                 capture_output=True,
                 text=True,
-                env={**env, "DOCKER_CONFIG": str(dcfg)},
+                env={**env, "DOCKER_CONFIG": str(dcfg), "PATH": str(bare)},
             )
             assert login.returncode == 0, login.stderr
             config = json.loads((dcfg / "config.json").read_text())

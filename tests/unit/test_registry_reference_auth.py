@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import json
-import logging
 from pathlib import Path
 
 import pytest
@@ -98,13 +97,11 @@ def test_environment_wins_and_secrets_never_print(tmp_path: Path) -> None:
         pickle.dumps(creds)
 
 
-def test_credential_helpers_are_ignored_with_a_warning(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:
-    env = _config(tmp_path, {"auths": {"gcr.io": {}}, "credHelpers": {"gcr.io": "gcloud"}})
-    with caplog.at_level(logging.WARNING, logger="dockerify"):
-        assert find_credentials("gcr.io", env) is None
-    assert "docker-credential-gcloud" in caplog.text and "DOCKERIFY_REGISTRY_USER" in caplog.text
+def test_missing_credential_helper_is_named(tmp_path: Path) -> None:
+    env = _config(tmp_path, {"auths": {"gcr.io": {}}, "credHelpers": {"gcr.io": "dockerify-no-such"}})
+    env["PATH"] = str(tmp_path)  # where no helper is
+    with pytest.raises(DockerifyError, match=r"^gcr.io: the credential helper docker-credential-dockerify-no-such"):
+        find_credentials("gcr.io", env)
 
 
 def test_bad_auth_field_is_named(tmp_path: Path) -> None:

@@ -1,0 +1,120 @@
+"""`dockerify login` / `logout`: check a login against the registry, then keep it where
+`docker login` would (or where --authfile says, as `skopeo login` does).
+
+Without a credential helper the login goes into the file's `auths` as base64 user:password.
+With one (`credHelpers` for the registry, else `credsStore`), the helper stores it and the file
+gets the empty `auths` entry Docker writes beside it, which `docker logout` looks for.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from dockerify.errors import DockerifyError
+from dockerify.registry.auth import Credentials
+from dockerify.registry.authfiles import (
+    docker_key,
+    helper_for,
+    key_variants,
+    login_file,
+    normalize_registry,
+    read_config,
+    write_config,
+)
+from dockerify.registry.helpers import Helper
+
+log = logging.getLogger("dockerify")
+
+
+@dataclass(frozen=True)
+class LoginResult:
+    registry: str  # normalised (docker.io for Docker Hub)
+    path: Path  # the file written
+    helper: str | None  # docker-credential-NAME that keeps the secret, if any
+
+
+def check_login(registry: str, creds: Credentials, options: Any = None) -> None:
+    """Ask the registry to accept `creds` (GET /v2/ through the challenge), as `docker login` does."""
+    from dockerify.registry.client import RegistryClient, RegistryError
+    from dockerify.registry.reference import Reference
+
+    # a repository is needed to build a client; /v2/ itself names none
+    client = RegistryClient(Reference(registry, "library/dockerify-login"), options, credentials=creds)
+    r = client.request("GET", f"{client.base()}/v2/")
+    r.close()
+    if r.status_code != 200:
+        raise RegistryError(f"{registry}: GET /v2/ answered HTTP {r.status_code} after logging in")
+
+
+def login(
+    registry: str,
+    username: str,
+    password: str,
+    *,
+    authfile: str | None = None,
+    options: Any = None,
+    env: Mapping[str, str] | None = None,
+    verify: bool = True,
+) -> LoginResult:
+    env = dict(os.environ) if env is None else env
+    registry = normalize_registry(registry)
+    if not username:
+        raise DockerifyError(f"{registry}: a user name is needed", hint="pass --username")
+    if not password:
+        raise DockerifyError(f"{registry}: the password is empty")
+    path = login_file(env, authfile)
+    config = read_config(path) or {}
+    choice = helper_for(config, registry)
+    helper = Helper(choice.name, registry, f"{choice.why} in {path}", env) if choice else None
+    if helper is not None:
+        helper.require()
+    if verify:
+        source = str(helper) if helper else str(path)
+        check_login(registry, Credentials(username, password, f"dockerify login, for {source}"), options)
+    key = docker_key(registry)
+    auths = config.get("auths")
+    if not isinstance(auths, dict):
+        auths = config["auths"] = {}
+    if helper is not None:
+        helper.store(key, username, password)
+        entry: dict[str, Any] = {}
+    else:
+        entry = {"auth": base64.b64encode(f"{username}:{password}".encode()).decode()}
+    # one entry per registry: older spellings of the key would shadow or outlive this login
+    for variant in key_variants(registry):
+        auths.pop(variant, None)
+    auths[key] = entry
+    write_config(path, config)
+    return LoginResult(registry, path, str(helper) if helper else None)
+
+
+def logout(registry: str, *, authfile: str | None = None, env: Mapping[str, str] | None = None) -> bool:
+    """Forget the login for `registry`; False when there was none."""
+    env = dict(os.environ) if env is None else env
+    registry = normalize_registry(registry)
+    path = login_file(env, authfile)
+    config = read_config(path)
+    if config is None:
+        return False
+    choice = helper_for(config, registry)
+    helper = Helper(choice.name, registry, f"{choice.why} in {path}", env) if choice else None
+    auths = config.get("auths") if isinstance(config.get("auths"), dict) else {}
+    assert isinstance(auths, dict)
+    present = [k for k in key_variants(registry) if k in auths]
+    found = bool(present)
+    if helper is not None:
+        # ask before erasing: some helpers (pass) fail on erasing what they do not have
+        for key in present or [docker_key(registry)]:
+            if helper.get(key) is not None:
+                found = helper.erase(key) or found
+    for key in present:
+        del auths[key]
+    if present:
+        write_config(path, config)
+    return found
