@@ -216,6 +216,10 @@ class Authenticator(AuthBackend):
         self._scopes: list[str] = []
         self._lock = threading.Lock()
         self.token: str | None = None
+        # `dockerify login` asks the token service for a refresh token, as `docker login` does,
+        # and keeps that identity token instead of the password when one comes back
+        self.want_identity_token = False
+        self.identity_token: str | None = None
 
     @property
     def credentials(self) -> Credentials | None:
@@ -340,6 +344,8 @@ class Authenticator(AuthBackend):
             else:
                 params: list[tuple[str, str]] = [("service", service)] if service else []
                 params.extend(("scope", s) for s in self._scopes)
+                if self.want_identity_token and creds is not None:
+                    params += [("offline_token", "true"), ("client_id", CLIENT_ID)]
                 headers = {"Accept": "application/json"}
                 if creds is not None:
                     headers["Authorization"] = creds.basic()
@@ -378,4 +384,7 @@ class Authenticator(AuthBackend):
         token = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(token, str) or not token:
             raise AuthError(f"{self.registry}: the token service {where} sent no token")
+        refresh = body.get("refresh_token")
+        if self.want_identity_token and isinstance(refresh, str) and refresh:
+            self.identity_token = refresh
         return token

@@ -71,7 +71,8 @@ def cmd_login(args: argparse.Namespace) -> int:
     username, password = _read_login(args, normalize_registry(args.registry))
     result = login(args.registry, username, password, authfile=args.authfile, options=_options(args))
     kept = f"by {result.helper}" if result.helper else f"in {result.path}"
-    log.info("Login Succeeded: %s (kept %s)", result.registry, kept)
+    what = "an identity token" if result.identity_token else "the login"
+    log.info("Login Succeeded: %s (%s kept %s)", result.registry, what, kept)
     return 0
 
 

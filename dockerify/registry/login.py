@@ -27,7 +27,7 @@ from dockerify.registry.authfiles import (
     read_config,
     write_config,
 )
-from dockerify.registry.helpers import Helper
+from dockerify.registry.helpers import TOKEN_USERNAME, Helper
 
 log = logging.getLogger("dockerify")
 
@@ -37,19 +37,27 @@ class LoginResult:
     registry: str  # normalised (docker.io for Docker Hub)
     path: Path  # the file written
     helper: str | None  # docker-credential-NAME that keeps the secret, if any
+    identity_token: bool  # an OAuth2 refresh token was kept instead of the password
 
 
-def check_login(registry: str, creds: Credentials, options: Any = None) -> None:
-    """Ask the registry to accept `creds` (GET /v2/ through the challenge), as `docker login` does."""
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def check_login(registry: str, creds: Credentials, options: Any = None) -> str | None:
+    """Ask the registry to accept `creds` (GET /v2/ through its challenge), as `docker login`
+    does; the identity token its token service handed out instead of the password, if any."""
     from dockerify.registry.client import RegistryClient, RegistryError
     from dockerify.registry.reference import Reference
 
     # a repository is needed to build a client; /v2/ itself names none
     client = RegistryClient(Reference(registry, "library/dockerify-login"), options, credentials=creds)
+    client.auth.want_identity_token = True
     r = client.request("GET", f"{client.base()}/v2/")
     r.close()
     if r.status_code != 200:
         raise RegistryError(f"{registry}: GET /v2/ answered HTTP {r.status_code} after logging in")
+    return client.auth.identity_token
 
 
 def login(
@@ -74,24 +82,31 @@ def login(
     helper = Helper(choice.name, registry, f"{choice.why} in {path}", env) if choice else None
     if helper is not None:
         helper.require()
+    identity_token = None
     if verify:
         source = str(helper) if helper else str(path)
-        check_login(registry, Credentials(username, password, f"dockerify login, for {source}"), options)
+        creds = Credentials(username, password, f"dockerify login, for {source}")
+        identity_token = check_login(registry, creds, options)
     key = docker_key(registry)
     auths = config.get("auths")
     if not isinstance(auths, dict):
         auths = config["auths"] = {}
     if helper is not None:
-        helper.store(key, username, password)
+        if identity_token:  # Docker's convention for a token in a helper
+            helper.store(key, TOKEN_USERNAME, identity_token)
+        else:
+            helper.store(key, username, password)
         entry: dict[str, Any] = {}
+    elif identity_token:
+        entry = {"auth": _b64(f"{username}:"), "identitytoken": identity_token}
     else:
-        entry = {"auth": base64.b64encode(f"{username}:{password}".encode()).decode()}
+        entry = {"auth": _b64(f"{username}:{password}")}
     # one entry per registry: older spellings of the key would shadow or outlive this login
     for variant in key_variants(registry):
         auths.pop(variant, None)
     auths[key] = entry
     write_config(path, config)
-    return LoginResult(registry, path, str(helper) if helper else None)
+    return LoginResult(registry, path, str(helper) if helper else None, identity_token is not None)
 
 
 def logout(registry: str, *, authfile: str | None = None, env: Mapping[str, str] | None = None) -> bool:

@@ -6,6 +6,7 @@ show the password."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import shutil
@@ -21,7 +22,14 @@ import pytest
 from tests.conftest import require_tool
 from tests.integration import test_registry_support as support
 from tests.integration.test_registry_auth import PASSWORD, USER, WRONG, docker_cli, secrets_absent
-from tests.integration.test_registry_support import htpasswd_line, registry_process, root_of, unique
+from tests.integration.test_registry_support import (
+    CA,
+    TokenService,
+    htpasswd_line,
+    registry_process,
+    root_of,
+    unique,
+)
 
 pytestmark = pytest.mark.registry
 busybox_dirs = support.busybox_dirs
@@ -452,3 +460,92 @@ def test_helper_errors_name_registry_and_helper(
             outputs.append((dcfg / "config.json").read_text())
         for text in outputs:
             no_secret(text)
+
+
+# ---------------------------------------------------------------- identity tokens
+
+
+def test_identity_token_from_login(single_image: Path, tmp_path: Path, pass_store: dict[str, str]) -> None:
+    ca = CA(tmp_path / "ca")
+    tokens = TokenService(ca, USER, PASSWORD)
+    token_cfg = {
+        "realm": tokens.realm,
+        "service": tokens.service,
+        "issuer": tokens.issuer,
+        "rootcertbundle": str(ca.ca_pem),
+    }
+    try:
+        with registry_process(tmp_path / "reg", token=token_cfg) as reg:
+            authfile = tmp_path / "auth.json"
+            env = clean_env(tmp_path, **pass_store)
+            ref = f"{reg.host}/{unique('creds/idtoken')}:v1"
+            digest = root_of(single_image, "v1")["digest"]
+            outputs: list[str] = []
+
+            # like `docker login`, the token service's refresh token is kept, not the password
+            r = cli(
+                "login",
+                reg.host,
+                "--authfile",
+                str(authfile),
+                "-u",
+                USER,
+                "--password-stdin",
+                "--debug",
+                env=env,
+                stdin=PASSWORD,
+            )
+            outputs.append(r.stdout + r.stderr)
+            assert "identity token" in r.stderr
+            entry = json.loads(authfile.read_text())["auths"][reg.host]
+            assert entry["identitytoken"] in tokens.refresh_tokens
+            assert base64.b64decode(entry["auth"]).decode() == f"{USER}:"
+            secrets = [entry["identitytoken"]]
+
+            tokens.requests.clear()
+            r = cli("push", f"oci:{single_image}:v1", ref, "--authfile", str(authfile), "--debug", env=env)
+            outputs.append(r.stdout + r.stderr)
+            assert r.stdout.strip() == digest
+            # every token came from the refresh_token grant, none from the password
+            assert tokens.requests and all(
+                q.get("grant") == "refresh_token" and q["ok"] and q["client_id"] == "dockerify"
+                for q in tokens.requests
+            )
+            assert any("push" in s for q in tokens.requests for s in q["scopes"])
+
+            # the same through a credential helper: Docker's `<token>` user name
+            dcfg = docker_config(tmp_path / "docker", {"credsStore": "pass"})
+            henv = {**env, "DOCKER_CONFIG": str(dcfg)}
+            r = cli("login", reg.host, "-u", USER, "--password-stdin", env=henv, stdin=PASSWORD)
+            outputs.append(r.stdout + r.stderr)
+            assert pass_list(henv) == {reg.host: "<token>"}
+            r = cli("pull", ref, f"oci:{tmp_path / 'pulled'}", "--debug", env=henv)
+            outputs.append(r.stdout + r.stderr)
+            assert r.stdout.strip() == digest
+            got = subprocess.run(
+                ["docker-credential-pass", "get"], input=reg.host, capture_output=True, text=True, env=henv
+            )
+            secrets.append(json.loads(got.stdout)["Secret"])
+
+            # a token the service no longer knows: one line naming the registry and the file
+            tokens.refresh_tokens.clear()
+            r = cli(
+                "pull",
+                ref,
+                f"oci:{tmp_path / 'stale'}",
+                "--authfile",
+                str(authfile),
+                "--debug",
+                env=env,
+                check=False,
+            )
+            outputs.append(r.stdout + r.stderr)
+            assert r.returncode != 0
+            line = error_line(r.stderr)
+            assert reg.host in line and "refused the identity token" in line and str(authfile) in line
+            for text in outputs:
+                no_secret(text)
+                for secret in secrets:
+                    assert secret not in text
+    finally:
+        tokens.stop()

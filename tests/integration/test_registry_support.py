@@ -199,7 +199,9 @@ def _b64url(data: bytes) -> str:
 
 class TokenService:
     """The token endpoint of Docker's token auth: Basic credentials in, a signed JWT out
-    (ES256, the signing certificate in x5c, issued by the test CA the registry trusts)."""
+    (ES256, the signing certificate in x5c, issued by the test CA the registry trusts); with
+    offline_token=true also a refresh token, which the OAuth2 refresh_token grant (a form POST)
+    takes instead of a password."""
 
     issuer = "dockerify-test-issuer"
     service = "dockerify-test-registry"
@@ -208,6 +210,7 @@ class TokenService:
         self.key, self.cert = ca.issue("token signer", [])
         self.user, self.password = user, password
         self.requests: list[dict] = []
+        self.refresh_tokens: set[str] = set()
         service = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -224,8 +227,30 @@ class TokenService:
                     self.send_header("Content-Length", "0")
                     self.end_headers()
                     return
-                body = json.dumps({"token": service.token(query.get("scope", []))}).encode()
-                self.send_response(200)
+                answer = {"token": service.token(query.get("scope", []))}
+                if query.get("offline_token") == ["true"]:  # `docker login` asks for a refresh token
+                    answer["refresh_token"] = uuid.uuid4().hex
+                    service.refresh_tokens.add(answer["refresh_token"])
+                self._json(200, answer)
+
+            def do_POST(self) -> None:  # noqa: N802
+                # the OAuth2 refresh_token grant Docker uses with an identity token
+                length = int(self.headers.get("Content-Length") or 0)
+                form = urllib.parse.parse_qs(self.rfile.read(length).decode())
+                grant = form.get("grant_type", [""])[0]
+                ok = grant == "refresh_token" and form.get("refresh_token", [""])[0] in service.refresh_tokens
+                scopes = form.get("scope", [""])[0].split(" ") if form.get("scope") else []
+                service.requests.append(
+                    {"scopes": scopes, "ok": ok, "grant": grant, "client_id": form.get("client_id", [""])[0]}
+                )
+                if not ok:
+                    self._json(401, {"error": "invalid_grant"})
+                    return
+                self._json(200, {"access_token": service.token(scopes), "expires_in": 300})
+
+            def _json(self, status: int, answer: dict) -> None:
+                body = json.dumps(answer).encode()
+                self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()

@@ -100,7 +100,9 @@ def test_environment_wins_and_secrets_never_print(tmp_path: Path) -> None:
 def test_missing_credential_helper_is_named(tmp_path: Path) -> None:
     env = _config(tmp_path, {"auths": {"gcr.io": {}}, "credHelpers": {"gcr.io": "dockerify-no-such"}})
     env["PATH"] = str(tmp_path)  # where no helper is
-    with pytest.raises(DockerifyError, match=r"^gcr.io: the credential helper docker-credential-dockerify-no-such"):
+    with pytest.raises(
+        DockerifyError, match=r"^gcr.io: the credential helper docker-credential-dockerify-no-such"
+    ):
         find_credentials("gcr.io", env)
 
 
