@@ -177,6 +177,11 @@ def helper_for(config: Mapping[str, Any], registry: str) -> HelperChoice | None:
     return None
 
 
+def holds_logins(config: Mapping[str, Any]) -> bool:
+    """Docker's test for a config.json that already says where logins go."""
+    return bool(config.get("credsStore") or config.get("credHelpers") or config.get("auths"))
+
+
 def matching_entries(
     config: Mapping[str, Any], registry: str, repository: str | None = None
 ) -> list[tuple[str, dict[str, Any]]]:

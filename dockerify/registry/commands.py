@@ -64,6 +64,16 @@ def _read_login(args: argparse.Namespace, registry: str) -> tuple[str, str]:
     return username, getpass.getpass("Password: ")
 
 
+class _RefusePassword(argparse.Action):
+    """`docker login -p` exists; here a password on the command line is refused, without echoing it."""
+
+    def __call__(self, parser, namespace, values, option_string=None):  # type: ignore[no-untyped-def]
+        parser.error(
+            f"{option_string} would put the password in the process list and the shell history; "
+            "pipe it to --password-stdin instead"
+        )
+
+
 def cmd_login(args: argparse.Namespace) -> int:
     from dockerify.registry.authfiles import normalize_registry
     from dockerify.registry.login import login
@@ -219,6 +229,7 @@ def register(sub: argparse._SubParsersAction, common: Common) -> None:
     for name, what in (("login", "log in to"), ("logout", "log out of")):
         p = sub.add_parser(
             name,
+            allow_abbrev=False,  # `--pass SECRET` must not be read as --password-stdin and a registry
             help=f"{what} a registry, keeping the login where `docker {name}` does "
             "(through the credential helper config.json names, if any)",
         )
@@ -232,6 +243,7 @@ def register(sub: argparse._SubParsersAction, common: Common) -> None:
         _authfile_flag(p)
         if name == "login":
             p.add_argument("-u", "--username", metavar="USER", help="user name (asked for when not given)")
+            p.add_argument("-p", "--password", action=_RefusePassword, help=argparse.SUPPRESS)
             p.add_argument(
                 "--password-stdin",
                 action="store_true",

@@ -116,8 +116,16 @@ class Helper:
         return code == 0
 
 
+def default_store(env: Mapping[str, str]) -> str | None:
+    """The store Docker on Linux picks for a config.json that holds no logins yet: `pass` when
+    that program is installed, else `secretservice`, provided its helper is installed too."""
+    path = env.get("PATH")
+    name = "pass" if shutil.which("pass", path=path) else "secretservice"
+    return name if shutil.which(PREFIX + name, path=path) else None
+
+
 def _not_found(stdout: bytes | None) -> bool:
     return NOT_FOUND in (stdout or b"").decode(errors="replace")
 
 
-__all__ = ["Helper", "HelperError", "HelperSecret"]
+__all__ = ["Helper", "HelperError", "HelperSecret", "default_store"]

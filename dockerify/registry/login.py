@@ -2,6 +2,8 @@
 `docker login` would (or where --authfile says, as `skopeo login` does).
 
 Without a credential helper the login goes into the file's `auths` as base64 user:password.
+A Docker config.json that holds no logins yet gets Docker's default store on Linux (`pass`, else
+`secretservice`) when that helper is installed, as `docker login` does.
 With one (`credHelpers` for the registry, else `credsStore`), the helper stores it and the file
 gets the empty `auths` entry Docker writes beside it, which `docker logout` looks for.
 """
@@ -20,14 +22,16 @@ from dockerify.errors import DockerifyError
 from dockerify.registry.auth import Credentials
 from dockerify.registry.authfiles import (
     docker_key,
+    explicit_file,
     helper_for,
+    holds_logins,
     key_variants,
     login_file,
     normalize_registry,
     read_config,
     write_config,
 )
-from dockerify.registry.helpers import TOKEN_USERNAME, Helper
+from dockerify.registry.helpers import TOKEN_USERNAME, Helper, default_store
 
 log = logging.getLogger("dockerify")
 
@@ -78,6 +82,13 @@ def login(
         raise DockerifyError(f"{registry}: the password is empty")
     path = login_file(env, authfile)
     config = read_config(path) or {}
+    if explicit_file(env, authfile) is None and not holds_logins(config):
+        # what `docker login` does with a fresh config.json: use the platform's default store
+        # when its helper is installed, and say so in the file
+        store = default_store(env)
+        if store is not None:
+            log.info("%s: keeping logins in docker-credential-%s, as docker does (credsStore)", path, store)
+            config["credsStore"] = store
     choice = helper_for(config, registry)
     helper = Helper(choice.name, registry, f"{choice.why} in {path}", env) if choice else None
     if helper is not None:

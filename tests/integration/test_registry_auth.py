@@ -9,6 +9,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -120,6 +121,40 @@ def test_htpasswd_over_tls_with_docker_login(single_image: Path, tmp_path: Path,
             env=envcreds,
         )
         outputs.append(r.stdout + r.stderr)
+
+        # `dockerify login` over TLS into a file of its own, the password piped in; one given on
+        # the command line is refused without being echoed; a wrong one is refused by the registry
+        authfile = tmp_path / "dockerify-auth.json"
+        plain = env_without_credentials(DOCKER_CONFIG=str(tmp_path / "none"))
+        for password, extra, ok in (
+            (PASSWORD, ["--password-stdin"], True),
+            ("", ["--password", PASSWORD], False),
+            (WRONG, ["--password-stdin"], False),
+        ):
+            login = subprocess.run(
+                [sys.executable, "-m", "dockerify", "login", reg.host, "-u", USER, *extra]
+                + ["--authfile", str(authfile), "--ca-cert", str(ca.ca_pem), "--debug"],
+                input=password,
+                capture_output=True,
+                text=True,
+                env=plain,
+            )
+            outputs.append(login.stdout + login.stderr)
+            assert (login.returncode == 0) is ok, login.stderr
+        assert authfile.stat().st_mode & 0o077 == 0  # it holds the password: owner only
+        r = run_cli(
+            "pull",
+            ref,
+            f"oci:{tmp_path / 'pulled-login'}",
+            "--authfile",
+            str(authfile),
+            "--ca-cert",
+            str(ca.ca_pem),
+            "--debug",
+            env=plain,
+        )
+        outputs.append(r.stdout + r.stderr)
+        assert r.stdout.strip() == digest
 
         # wrong credentials, from config.json and from the environment: a clear error, no secret
         bad = tmp_path / "bad-config"

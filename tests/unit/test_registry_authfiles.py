@@ -203,3 +203,30 @@ def test_login_logout_through_helper_and_plain(helper_env: tuple[dict[str, str],
     assert plain.stat().st_mode & 0o077 == 0
     assert logout("docker.io", env=env, authfile=str(plain))
     assert json.loads(plain.read_text()) == {"auths": {}}
+
+
+def test_login_picks_dockers_default_store(tmp_path: Path) -> None:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    store = tmp_path / "store.json"
+    for name, text in (
+        ("docker-credential-pass", HELPER.format(python=sys.executable, store=str(store))),
+        ("pass", "#!/bin/sh\nexit 0\n"),
+    ):
+        (bindir / name).write_text(text)
+        (bindir / name).chmod(0o755)
+    dc = tmp_path / "dc"
+    env = {"PATH": str(bindir), "HOME": str(tmp_path), "DOCKER_CONFIG": str(dc)}
+    # a config.json with no logins: Docker's default store on Linux, `pass`, and it says so
+    result = login("r.io", "u", "p4ss", env=env, verify=False)
+    assert result.helper == "docker-credential-pass"
+    assert json.loads((dc / "config.json").read_text()) == {"credsStore": "pass", "auths": {"r.io": {}}}
+    assert json.loads(store.read_text()) == {"r.io": ["u", "p4ss"]}
+    # one that already holds a plain login stays plain
+    (dc / "config.json").write_text(json.dumps({"auths": {"s.io": {"auth": _auth("a", "b")}}}))
+    assert login("r.io", "u", "p4ss", env=env, verify=False).helper is None
+    assert json.loads((dc / "config.json").read_text())["auths"]["r.io"] == {"auth": _auth("u", "p4ss")}
+    # without the helper installed, plain too
+    (bindir / "docker-credential-pass").unlink()
+    (dc / "config.json").unlink()
+    assert login("r.io", "u", "p4ss", env=env, verify=False).helper is None
