@@ -31,7 +31,7 @@ from dockerify.registry.authfiles import (
     read_config,
     write_config,
 )
-from dockerify.registry.helpers import TOKEN_USERNAME, Helper, default_store
+from dockerify.registry.helpers import TOKEN_USERNAME, Helper, HelperError, default_store
 
 log = logging.getLogger("dockerify")
 
@@ -82,13 +82,13 @@ def login(
         raise DockerifyError(f"{registry}: the password is empty")
     path = login_file(env, authfile)
     config = read_config(path) or {}
+    detected = None
     if explicit_file(env, authfile) is None and not holds_logins(config):
         # what `docker login` does with a fresh config.json: use the platform's default store
         # when its helper is installed, and say so in the file
-        store = default_store(env)
-        if store is not None:
-            log.info("%s: keeping logins in docker-credential-%s, as docker does (credsStore)", path, store)
-            config["credsStore"] = store
+        detected = default_store(env)
+        if detected is not None:
+            config["credsStore"] = detected
     choice = helper_for(config, registry)
     helper = Helper(choice.name, registry, f"{choice.why} in {path}", env) if choice else None
     if helper is not None:
@@ -103,14 +103,24 @@ def login(
     if not isinstance(auths, dict):
         auths = config["auths"] = {}
     if helper is not None:
-        if identity_token:  # Docker's convention for a token in a helper
-            helper.store(key, TOKEN_USERNAME, identity_token)
-        else:
-            helper.store(key, username, password)
-        entry: dict[str, Any] = {}
-    elif identity_token:
+        try:
+            if identity_token:  # Docker's convention for a token in a helper
+                helper.store(key, TOKEN_USERNAME, identity_token)
+            else:
+                helper.store(key, username, password)
+            if detected is not None:
+                log.info("%s: logins now go to %s, as docker's do (credsStore)", path, helper)
+        except HelperError as e:
+            if detected is None:
+                raise
+            # a store nobody configured (say, `pass` never initialised): plain, as without one
+            log.warning("%s; keeping the login in %s instead", e.message, path)
+            del config["credsStore"]
+            helper = None
+    entry: dict[str, Any] = {}  # the placeholder Docker writes beside a helper's login
+    if helper is None and identity_token:
         entry = {"auth": _b64(f"{username}:"), "identitytoken": identity_token}
-    else:
+    elif helper is None:
         entry = {"auth": _b64(f"{username}:{password}")}
     # one entry per registry: older spellings of the key would shadow or outlive this login
     for variant in key_variants(registry):

@@ -230,3 +230,24 @@ def test_login_picks_dockers_default_store(tmp_path: Path) -> None:
     (bindir / "docker-credential-pass").unlink()
     (dc / "config.json").unlink()
     assert login("r.io", "u", "p4ss", env=env, verify=False).helper is None
+
+
+def test_default_store_that_fails_falls_back_to_plain(tmp_path: Path) -> None:
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    for name, text in (
+        ("docker-credential-pass", "#!/bin/sh\necho 'pass not initialized'\nexit 1\n"),
+        ("pass", ""),
+    ):
+        (bindir / name).write_text(text or "#!/bin/sh\n")
+        (bindir / name).chmod(0o755)
+    dc = tmp_path / "dc"
+    env = {"PATH": str(bindir), "HOME": str(tmp_path), "DOCKER_CONFIG": str(dc)}
+    assert login("r.io", "u", "p4ss", env=env, verify=False).helper is None
+    assert json.loads((dc / "config.json").read_text()) == {"auths": {"r.io": {"auth": _auth("u", "p4ss")}}}
+    # a store the user configured that fails is an error
+    (dc / "config.json").write_text(json.dumps({"credsStore": "pass"}))
+    with pytest.raises(
+        HelperError, match=r"^r.io: credential helper docker-credential-pass .* failed storing"
+    ):
+        login("r.io", "u", "p4ss", env=env, verify=False)
