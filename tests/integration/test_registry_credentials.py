@@ -44,7 +44,7 @@ def no_secret(text: str) -> None:
     assert BOB_PASSWORD not in text
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def pass_store() -> Iterator[dict[str, str]]:
     """GNUPGHOME and PASSWORD_STORE_DIR of a throwaway `pass` store, unlocked (no passphrase)."""
     require_tool("gpg", "pass", "docker-credential-pass", "gpgconf")
