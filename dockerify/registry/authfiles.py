@@ -145,6 +145,7 @@ def read_config(path: Path, legacy: bool = False, missing_ok: bool = True) -> di
 
 def write_config(path: Path, config: dict[str, Any]) -> None:
     """Replace the file atomically, readable by its owner only (it may hold passwords)."""
+    path = Path(os.path.realpath(path))  # a symlinked config.json stays a symlink, as with docker
     path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:

@@ -251,3 +251,15 @@ def test_default_store_that_fails_falls_back_to_plain(tmp_path: Path) -> None:
         HelperError, match=r"^r.io: credential helper docker-credential-pass .* failed storing"
     ):
         login("r.io", "u", "p4ss", env=env, verify=False)
+
+
+def test_login_keeps_a_symlinked_config(tmp_path: Path) -> None:
+    real = tmp_path / "dotfiles" / "docker.json"
+    real.parent.mkdir()
+    real.write_text(json.dumps({"auths": {"s.io": {"auth": _auth("a", "b")}}, "detachKeys": "ctrl-x"}))
+    link = tmp_path / "auth.json"
+    link.symlink_to(real)
+    login("r.io", "u", "p4ss", env={"HOME": str(tmp_path)}, authfile=str(link), verify=False)
+    assert link.is_symlink()
+    config = json.loads(real.read_text())
+    assert config["detachKeys"] == "ctrl-x" and set(config["auths"]) == {"s.io", "r.io"}
