@@ -208,13 +208,18 @@ def _registry_flags(p: argparse.ArgumentParser) -> None:
     _authfile_flag(p)
 
 
-def _authfile_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--authfile",
-        metavar="FILE",
-        help="registry login file (auth.json or config.json) to use first, as skopeo's --authfile "
-        "(default: $REGISTRY_AUTH_FILE, then Podman's and Docker's usual files)",
-    )
+def _authfile_flag(p: argparse.ArgumentParser, verb: str | None = None) -> None:
+    if verb is None:
+        text = (
+            "registry login file (auth.json or config.json) to search first, as skopeo's --authfile "
+            "(default: $REGISTRY_AUTH_FILE, then Podman's and Docker's usual files)"
+        )
+    else:
+        text = (
+            f"{verb} FILE (auth.json or config.json), as skopeo's --authfile "
+            "(default: $REGISTRY_AUTH_FILE, else Docker's config.json)"
+        )
+    p.add_argument("--authfile", metavar="FILE", help=text)
 
 
 def _chunk_flag(p: argparse.ArgumentParser) -> None:
@@ -240,7 +245,7 @@ def register(sub: argparse._SubParsersAction, common: Common) -> None:
             default="docker.io",
             help="host[:port] of the registry (default: docker.io, Docker Hub)",
         )
-        _authfile_flag(p)
+        _authfile_flag(p, "keep the login in" if name == "login" else "remove the login from")
         if name == "login":
             p.add_argument("-u", "--username", metavar="USER", help="user name (asked for when not given)")
             p.add_argument("-p", "--password", action=_RefusePassword, help=argparse.SUPPRESS)
