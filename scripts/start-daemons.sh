@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Start the real components the tests use: dockerd, a loopback docker-registry, and the
-# qemu-user binfmt handlers. Safe to run again: running services are left alone.
+# Start the real components the tests use: dockerd, a loopback docker-registry, the
+# qemu-user binfmt handlers and the buildx tier's Docker 26 daemon.
+# Safe to run again: running services are left alone.
 set -euo pipefail
 
 log_dir=${DOCKERIFY_LOG_DIR:-/tmp/dockerify-daemons}
@@ -45,4 +46,10 @@ YML
   done
   curl -fsS http://127.0.0.1:5000/v2/ >/dev/null || { echo "registry did not start; see $log_dir/registry.log" >&2; exit 1; }
 fi
-echo "dockerd, registry (127.0.0.1:5000) and binfmt handlers are up"
+
+# The buildx tier: Docker 26 with the containerd image store beside the first daemon (its tools
+# come from scripts/trixie.sh, a no-op when they are already unpacked).
+here=$(dirname "$0")
+bash "$here/trixie.sh" >/dev/null
+bash "$here/start-buildx-daemon.sh"
+echo "dockerd, the Docker 26 daemon, registry (127.0.0.1:5000) and binfmt handlers are up"
