@@ -2,7 +2,8 @@
 # The buildx tier's daemon: Docker 26 (Debian 13's dockerd, BuildKit v0.13 built in) with the
 # containerd image store, beside the machine's own dockerd, sharing nothing with it:
 #   socket      unix:///run/dockerify-buildx/docker.sock
-#   data-root   /var/lib/dockerify-buildx        exec-root  /run/dockerify-buildx/exec
+#   data-root   /var/lib/dockerify-buildx/data   exec-root  /run/dockerify-buildx/exec
+#   containerd  its own, unix:///run/dockerify-buildx/containerd/containerd.sock
 #   bridge      dockerify0 (its own; no iptables rules, so the first daemon's stay as they are)
 # The daemon is a second one on Debian 13 too (from the native binaries): the machine's own
 # Docker 26 uses the overlay2 graph driver by default, and this tier needs the containerd store.
@@ -30,6 +31,53 @@ fail() { echo "error: $*" >&2; exit 1; }
 [ -x "$OPT/bin/dockerd" ] || fail "$OPT has no dockerd: run scripts/trixie.sh first"
 mkdir -p "$log_dir" "$STATE" "$RUN"
 
+root=$(readlink -f "$OPT/root")
+# The packages' binaries first on PATH (containerd starts its shims from it); runc is the
+# machine's own (Debian 13's needs glibc 2.38).
+DAEMON_PATH="$root/usr/bin:$root/usr/sbin:$PATH"
+
+binfmt_on() { [ "$(head -n1 "/proc/sys/fs/binfmt_misc/$1" 2>/dev/null)" = enabled ]; }
+
+# containerd of its own, started before dockerd (which would otherwise start one with a config
+# of its own making). Why: BuildKit lists a platform only when no platform already listed
+# "covers" it, and linux/arm64 covers linux/arm/v7, so with the binfmt handlers alone
+# `docker buildx ls` never shows arm/v7 although it builds. The runtime plugin's platforms are
+# listed first, so arm/v7 is declared there when its qemu handler is registered.
+CTR_SOCK=$RUN/containerd/containerd.sock
+if ! "$root/usr/bin/ctr" -a "$CTR_SOCK" version >/dev/null 2>&1; then
+  platforms='"linux/amd64"'
+  binfmt_on qemu-arm && platforms+=', "linux/arm/v7"'
+  binfmt_on qemu-aarch64 && platforms+=', "linux/arm64"'
+  mkdir -p "$RUN/containerd"
+  cat >"$STATE/containerd.toml.new" <<TOML
+version = 2
+root = "$STATE/containerd"
+state = "$RUN/containerd/state"
+disabled_plugins = ["io.containerd.grpc.v1.cri"]
+
+[grpc]
+  address = "$CTR_SOCK"
+
+[ttrpc]
+  address = "$CTR_SOCK.ttrpc"
+
+[debug]
+  address = "$RUN/containerd/debug.sock"
+
+[plugins."io.containerd.runtime.v2.task"]
+  platforms = [$platforms]
+TOML
+  mv -f "$STATE/containerd.toml.new" "$STATE/containerd.toml"
+  PATH=$DAEMON_PATH setsid -f "$root/usr/bin/containerd" --config "$STATE/containerd.toml" \
+    >"$log_dir/containerd-buildx.log" 2>&1 </dev/null
+  for _ in $(seq 1 30); do
+    "$root/usr/bin/ctr" -a "$CTR_SOCK" version >/dev/null 2>&1 && break
+    sleep 0.5
+  done
+  "$root/usr/bin/ctr" -a "$CTR_SOCK" version >/dev/null 2>&1 \
+    || fail "containerd for the Docker 26 daemon did not start; see $log_dir/containerd-buildx.log"
+fi
+
 if ! "${DOCKER26[@]}" info >/dev/null 2>&1; then
   # Its own bridge, made before the daemon starts: a daemon left to pick (or told "none") has
   # been seen deleting the first daemon's docker0.
@@ -48,6 +96,7 @@ if ! "${DOCKER26[@]}" info >/dev/null 2>&1; then
   "exec-root": "$RUN/exec",
   "pidfile": "$RUN/dockerd.pid",
   "hosts": ["$SOCK"],
+  "containerd": "$CTR_SOCK",
   "bridge": "$BRIDGE",
   "iptables": false,
   "ip6tables": false,
@@ -57,10 +106,7 @@ if ! "${DOCKER26[@]}" info >/dev/null 2>&1; then
 JSON
   mv -f "$STATE/daemon.json.new" "$STATE/daemon.json"
 
-  root=$(readlink -f "$OPT/root")
-  # The packages' binaries first on PATH (dockerd starts its own containerd and shims from it);
-  # runc is the machine's own (Debian 13's needs glibc 2.38).
-  PATH="$root/usr/bin:$root/usr/sbin:$PATH" setsid -f "$root/usr/sbin/dockerd" \
+  PATH=$DAEMON_PATH setsid -f "$root/usr/sbin/dockerd" \
     --config-file "$STATE/daemon.json" >"$log_dir/dockerd-buildx.log" 2>&1 </dev/null
   for _ in $(seq 1 60); do
     "${DOCKER26[@]}" info >/dev/null 2>&1 && break
