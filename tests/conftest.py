@@ -76,7 +76,9 @@ class BuildxDaemon:
 def buildx_daemon(tmp_path_factory: pytest.TempPathFactory) -> BuildxDaemon:
     docker = TRIXIE / "bin" / "docker"
     plugin = TRIXIE / "docker-config" / "cli-plugins" / "docker-buildx"
-    require(docker.exists() and plugin.exists(), f"Docker 26 and buildx are not in {TRIXIE} (scripts/trixie.sh)")
+    require(
+        docker.exists() and plugin.exists(), f"Docker 26 and buildx are not in {TRIXIE} (scripts/trixie.sh)"
+    )
     require(
         BUILDX_SOCKET.is_socket(),
         f"the Docker 26 daemon is not running at {BUILDX_SOCKET} (scripts/start-daemons.sh starts it)",
@@ -85,12 +87,19 @@ def buildx_daemon(tmp_path_factory: pytest.TempPathFactory) -> BuildxDaemon:
     config = tmp_path_factory.mktemp("docker-config")
     (config / "cli-plugins").mkdir()
     (config / "cli-plugins" / "docker-buildx").symlink_to(plugin)
-    daemon = BuildxDaemon(str(docker), {"DOCKER_HOST": f"unix://{BUILDX_SOCKET}", "DOCKER_CONFIG": str(config)})
+    daemon = BuildxDaemon(
+        str(docker), {"DOCKER_HOST": f"unix://{BUILDX_SOCKET}", "DOCKER_CONFIG": str(config)}
+    )
     info = subprocess.run(
         [daemon.docker, "info", "--format", "{{.ServerVersion}} {{.DriverStatus}}"],
-        env=daemon.environ(), capture_output=True, text=True,
+        env=daemon.environ(),
+        capture_output=True,
+        text=True,
     )
-    require(info.returncode == 0, f"the Docker 26 daemon at {BUILDX_SOCKET} does not answer: {info.stderr.strip()}")
+    require(
+        info.returncode == 0,
+        f"the Docker 26 daemon at {BUILDX_SOCKET} does not answer: {info.stderr.strip()}",
+    )
     require(
         "io.containerd.snapshotter" in info.stdout,
         f"the daemon at {BUILDX_SOCKET} does not use the containerd image store: {info.stdout.strip()}",

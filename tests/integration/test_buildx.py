@@ -17,7 +17,9 @@ def _platforms(buildx_ls: str) -> set[str]:
     found: set[str] = set()
     for line in buildx_ls.splitlines():
         if "running" in line:
-            found.update(p.strip().rstrip("*") for p in line.split("running", 1)[1].split(None, 1)[-1].split(","))
+            found.update(
+                p.strip().rstrip("*") for p in line.split("running", 1)[1].split(None, 1)[-1].split(",")
+            )
     return found
 
 
@@ -40,10 +42,18 @@ def test_multi_platform_oci_output_accepted_by_skopeo(
     out = tmp_path / "multi.oci.tar"
     build = subprocess.run(
         [
-            buildx_daemon.docker, "buildx", "build", "--platform", ",".join(WANT),
-            "--output", f"type=oci,dest={out}", str(tmp_path / "ctx"),
+            buildx_daemon.docker,
+            "buildx",
+            "build",
+            "--platform",
+            ",".join(WANT),
+            "--output",
+            f"type=oci,dest={out}",
+            str(tmp_path / "ctx"),
         ],
-        env=buildx_daemon.environ(), capture_output=True, text=True,
+        env=buildx_daemon.environ(),
+        capture_output=True,
+        text=True,
     )
     assert build.returncode == 0, build.stderr
     raw = subprocess.run(
@@ -51,7 +61,9 @@ def test_multi_platform_oci_output_accepted_by_skopeo(
     ).stdout
     index = json.loads(raw)
     platforms = {
-        "/".join(filter(None, (m["platform"]["os"], m["platform"]["architecture"], m["platform"].get("variant"))))
+        "/".join(
+            filter(None, (m["platform"]["os"], m["platform"]["architecture"], m["platform"].get("variant")))
+        )
         for m in index["manifests"]
         if m.get("annotations", {}).get("vnd.docker.reference.type") != "attestation-manifest"
     }
@@ -63,7 +75,9 @@ def test_multi_platform_oci_output_accepted_by_skopeo(
             opts += ["--override-variant", variant]
         config = subprocess.run(
             ["skopeo", *opts, "inspect", "--config", f"oci-archive:{out}"],
-            capture_output=True, text=True, check=True,
+            capture_output=True,
+            text=True,
+            check=True,
         ).stdout
         assert json.loads(config)["architecture"] == arch
 
@@ -76,15 +90,27 @@ def test_multi_platform_push_to_loopback_registry(
     ref = f"{registry}/buildx-test/push:{tmp_path.name}"
     build = subprocess.run(
         [
-            buildx_daemon.docker, "buildx", "build", "--platform", ",".join(WANT), "--provenance=false",
-            "--push", "-t", ref, str(tmp_path),
+            buildx_daemon.docker,
+            "buildx",
+            "build",
+            "--platform",
+            ",".join(WANT),
+            "--provenance=false",
+            "--push",
+            "-t",
+            ref,
+            str(tmp_path),
         ],
-        env=buildx_daemon.environ(), capture_output=True, text=True,
+        env=buildx_daemon.environ(),
+        capture_output=True,
+        text=True,
     )
     assert build.returncode == 0, build.stderr
     raw = subprocess.run(
         ["skopeo", "inspect", "--tls-verify=false", "--raw", f"docker://{ref}"],
-        capture_output=True, text=True, check=True,
+        capture_output=True,
+        text=True,
+        check=True,
     ).stdout
     archs = sorted(m["platform"]["architecture"] for m in json.loads(raw)["manifests"])
     assert archs == ["arm", "arm64"], raw
@@ -97,7 +123,8 @@ def test_setup_builder_selects_and_checks_the_builder(
     proc = subprocess.run(
         ["bash", str(REPO / "builder" / "setup-builder.sh")],
         env={**buildx_daemon.environ(), "DOCKER_CONFIG": str(config), "DOCKER": buildx_daemon.docker},
-        capture_output=True, text=True,
+        capture_output=True,
+        text=True,
     )
     assert proc.returncode == 0, proc.stderr
     assert "builder dockerify-buildx" in proc.stdout and "linux/arm/v7" in proc.stdout, proc.stdout
