@@ -21,21 +21,9 @@ unset DOCKER_HOST DOCKER_CONTEXT
 
 fail() { echo "error: $*" >&2; exit 1; }
 
-# 1. qemu-user for foreign RUN steps. The F flag opens the interpreter at registration, so it
-#    works inside build containers, whose root has no qemu.
-if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
-  mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc \
-    || fail "binfmt_misc is not mounted (run as root)"
-fi
-for h in qemu-aarch64 qemu-arm; do
-  f=/proc/sys/fs/binfmt_misc/$h
-  if [ "$(head -n1 "$f" 2>/dev/null)" != enabled ]; then
-    update-binfmts --enable "$h" >/dev/null 2>&1 || true
-  fi
-  [ "$(head -n1 "$f" 2>/dev/null)" = enabled ] \
-    || fail "binfmt handler $h is not registered (apt-get install qemu-user-static binfmt-support)"
-  grep -q '^flags:.*F' "$f" || fail "binfmt handler $h lacks the F flag (qemu-user-static registers it with F)"
-done
+# 1. qemu-user for foreign RUN steps (qemu-aarch64, qemu-arm), registered with the F flag: the
+#    interpreter is opened at registration, so it works inside build containers, which have no qemu.
+bash "$(dirname "$0")/../scripts/enable-binfmt.sh"
 
 # 2. The buildx plugin and the daemon.
 [ -x "$DOCKER" ] || fail "$DOCKER is missing: run scripts/trixie.sh"
