@@ -114,6 +114,9 @@ def test_multi_platform_push_to_loopback_registry(
     ).stdout
     archs = sorted(m["platform"]["architecture"] for m in json.loads(raw)["manifests"])
     assert archs == ["arm", "arm64"], raw
+    subprocess.run(
+        [buildx_daemon.docker, "image", "rm", ref], env=buildx_daemon.environ(), capture_output=True
+    )
 
 
 def test_setup_builder_selects_and_checks_the_builder(
