@@ -10,7 +10,6 @@
 # Needs scripts/trixie.sh first. Idempotent: a running daemon is left alone. Both daemons are
 # checked to run a container before this script reports success. Run as root.
 set -euo pipefail
-cd "$(dirname "$0")/.."
 
 OPT=${DOCKERIFY_TRIXIE:-/opt/dockerify-trixie}
 STATE=/var/lib/dockerify-buildx
