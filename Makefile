@@ -1,4 +1,4 @@
-# Common flows. `make setup` once on a fresh Debian bookworm machine (as root), then `make test`.
+# Common flows. `make setup` once on a fresh Debian bookworm or trixie machine (as root), then `make test`.
 PYTHON ?= python3
 ARCH ?= aarch64
 TARBALL ?=

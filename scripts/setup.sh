@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install everything dockerify and its test suite need on Debian bookworm (run as root).
+# Install everything dockerify and its test suite need on Debian bookworm or trixie (run as root).
 # Idempotent: packages already present are skipped by apt.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -162,6 +162,7 @@ def test_run_and_pi(tmp_path: Path, buildx_daemon: BuildxDaemon, binfmt) -> None
 
 
 def test_unreachable_daemon_is_named(tmp_path: Path) -> None:
+    require_tool("docker")
     entry("rootfs-amd64.tar.gz")
     env = {"DOCKER_HOST": f"unix://{tmp_path}/none.sock"}
     build = dockerify(
