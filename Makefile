@@ -1,10 +1,10 @@
-# Common flows. `make setup` once on a fresh Debian bookworm machine (as root), then `make test`.
+# Common flows. `make setup` once on a fresh Debian bookworm or trixie machine (as root), then `make test`.
 PYTHON ?= python3
 ARCH ?= aarch64
 TARBALL ?=
 REGISTRY ?= 127.0.0.1:5000
 
-.PHONY: setup install daemons fixtures test lint bench bench-registry docker clean
+.PHONY: setup install daemons fixtures test lint bench bench-registry docker builder clean
 
 setup: install daemons fixtures
 
@@ -15,6 +15,10 @@ install:
 
 daemons:
 	bash scripts/start-daemons.sh
+
+# buildx against the Docker 26 daemon: binfmt handlers, a `dockerify-buildx` context and builder.
+builder:
+	bash builder/setup-builder.sh
 
 fixtures:
 	$(PYTHON) scripts/make_fixtures.py

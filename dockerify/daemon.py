@@ -1,14 +1,27 @@
-"""The Docker daemon side: load and save images through the Docker SDK."""
+"""The Docker daemon side: load and save images through the Docker SDK, and the docker CLI that
+`run` / `pi` drive. Both reach the daemon that DOCKER_HOST names (else the default socket), so the
+same commands work against Docker 20.10 and Docker 26 with the containerd image store."""
 
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
 from dockerify.errors import DockerifyError, NotFound
 
 log = logging.getLogger("dockerify")
+
+
+#: The docker CLI for `run` / `pi`: a name on PATH or a path (e.g. Docker 26's CLI beside an older one).
+CLI_ENV = "DOCKERIFY_DOCKER"
+
+
+def host() -> str:
+    """The daemon's address as the SDK and the CLI read it."""
+    return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
 
 
 def client() -> Any:
@@ -20,9 +33,24 @@ def client() -> Any:
         return c
     except Exception as e:  # the SDK raises several unrelated types for "no daemon"
         raise DockerifyError(
-            f"cannot reach the Docker daemon: {type(e).__name__}",
-            hint="start dockerd (scripts/setup-daemons.sh does) or set DOCKER_HOST",
+            f"cannot reach the Docker daemon at {host()}: {type(e).__name__}",
+            hint="start dockerd (scripts/start-daemons.sh does) or point DOCKER_HOST at a running one",
         ) from None
+
+
+def cli() -> Any:
+    """A python-on-whales client running the docker CLI named by $DOCKERIFY_DOCKER (default `docker`);
+    the CLI inherits DOCKER_HOST and DOCKER_CONFIG from the environment."""
+    from python_on_whales import DockerClient
+
+    name = os.environ.get(CLI_ENV) or "docker"
+    path = shutil.which(name)
+    if path is None:
+        raise DockerifyError(
+            f"the docker CLI {name!r} is not on PATH",
+            hint=f"install docker.io (its CLI), or set {CLI_ENV} to the path of a docker binary",
+        )
+    return DockerClient(client_call=[path])
 
 
 def load(archive: Iterator[bytes]) -> list[str]:

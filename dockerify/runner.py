@@ -26,13 +26,23 @@ def binfmt_status() -> dict[str, bool]:
 
 def _platform_of(docker: object, image: str) -> str:
     from python_on_whales import DockerException
+    from python_on_whales.exceptions import NoSuchImage
+
+    from dockerify import daemon
 
     try:
         info = docker.image.inspect(image)  # type: ignore[attr-defined]
-    except DockerException:
+    except NoSuchImage:
         raise NotFound(
-            f"docker-daemon:{image}: no such image in the daemon",
+            f"docker-daemon:{image}: no such image in the daemon at {daemon.host()}",
             hint="build it first: dockerify build CARD.img -t " + image,
+        ) from None
+    except DockerException as e:
+        detail = (e.stderr or "").strip().splitlines()
+        raise DockerifyError(
+            f"docker-daemon:{image}: cannot inspect it in the daemon at {daemon.host()}"
+            + (f": {detail[-1]}" if detail else ""),
+            hint="start dockerd (scripts/start-daemons.sh does) or point DOCKER_HOST at a running one",
         ) from None
     parts = [info.os, info.architecture] + ([info.variant] if getattr(info, "variant", None) else [])
     return "/".join(parts)
@@ -49,8 +59,11 @@ def run_container(
     mount_cwd: bool = True,
     platform: str | None = None,
 ) -> int:
-    from python_on_whales import DockerException, docker
+    from python_on_whales import DockerException
 
+    from dockerify import daemon
+
+    docker = daemon.cli()
     plat = platform or _platform_of(docker, image)
     arch = plat.split("/")[1] if "/" in plat else plat
     status = binfmt_status()

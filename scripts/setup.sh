@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install everything dockerify and its test suite need on Debian bookworm (run as root).
+# Install everything dockerify and its test suite need on Debian bookworm or trixie (run as root).
 # Idempotent: packages already present are skipped by apt.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,3 +41,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 python3 -m pip install -q --disable-pip-version-check -e ".[test]"
+
+# Debian 13's Docker 26, buildx, cosign and oras for the buildx tier (unpacked under
+# /opt/dockerify-trixie on Debian 12, the native packages on Debian 13).
+bash scripts/trixie.sh

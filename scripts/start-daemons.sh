@@ -1,19 +1,17 @@
 #!/usr/bin/env bash
-# Start the real components the tests use: dockerd, a loopback docker-registry, and the
-# qemu-user binfmt handlers. Safe to run again: running services are left alone.
+# Start the real components the tests use: dockerd, a loopback docker-registry, the
+# qemu-user binfmt handlers and the buildx tier's Docker 26 daemon.
+# Safe to run again: running services are left alone.
 set -euo pipefail
 
 log_dir=${DOCKERIFY_LOG_DIR:-/tmp/dockerify-daemons}
 mkdir -p "$log_dir"
 
-# binfmt_misc: arm64 / armhf binaries run through qemu-user-static (F flag: the interpreter is
-# opened at registration, so it works inside containers too).
-if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
-  mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
-fi
-for h in qemu-aarch64 qemu-arm; do
-  update-binfmts --enable "$h" >/dev/null 2>&1 || true
-done
+here=$(dirname "$0")
+
+# binfmt_misc: arm64 / armhf binaries run through qemu-user (F flag: the interpreter is opened at
+# registration, so it works inside containers too). Debian 12 and 13 register them differently.
+bash "$here/enable-binfmt.sh"
 
 # dockerd with BuildKit built in (Debian's docker.io 20.10).
 if ! /usr/bin/docker info >/dev/null 2>&1; then
@@ -45,4 +43,9 @@ YML
   done
   curl -fsS http://127.0.0.1:5000/v2/ >/dev/null || { echo "registry did not start; see $log_dir/registry.log" >&2; exit 1; }
 fi
-echo "dockerd, registry (127.0.0.1:5000) and binfmt handlers are up"
+
+# The buildx tier: Docker 26 with the containerd image store beside the first daemon (its tools
+# come from scripts/trixie.sh, a no-op when they are already unpacked).
+bash "$here/trixie.sh" >/dev/null
+bash "$here/start-buildx-daemon.sh"
+echo "dockerd, the Docker 26 daemon, registry (127.0.0.1:5000) and binfmt handlers are up"
