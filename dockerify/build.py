@@ -85,7 +85,12 @@ def build_manifest(
         entries = _fixups(entries, labels)
     with progress.task(f"layer from {source.name}", unit="B") as advance:
         layer = write_layer(
-            entries, layout.blobs, compression=opts.compression, epoch=opts.epoch, progress=advance
+            entries,
+            layout.blobs,
+            compression=opts.compression,
+            epoch=opts.epoch,
+            progress=advance,
+            where=source.name,
         )
     for name in (b"boot/firmware/config.txt", b"boot/config.txt"):
         if name in facts.small_files:

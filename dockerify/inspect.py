@@ -33,11 +33,12 @@ def inspect_source(path: str, max_size: int = DEFAULT_MAX_SIZE) -> dict[str, Any
         for name in (b"boot/firmware/config.txt", b"boot/config.txt"):
             if name in facts.small_files:
                 facts.detector.add_boot_config(facts.small_files[name])
-        detected = facts.detector.result()
+        evidence = facts.detector.evidence()
         info: dict[str, Any] = {
             "source": path,
             "kind": source.kind,
-            "platform": str(detected) if detected else None,
+            "platform": str(evidence.platform) if evidence.platform else None,
+            "platform_evidence": evidence.to_json(),
             "entries": facts.entries,
             "os_release": facts.os_release(),
         }
@@ -80,6 +81,16 @@ def inspect_target(
     return inspect_source(text, max_size)
 
 
+def _why(evidence: dict[str, Any] | None) -> str:
+    if not evidence or evidence["decided_by"] == "none":
+        return ""
+    if evidence["decided_by"] != "core":
+        return f" (from the {evidence['decided_by']})"
+    core = ", ".join(c["via"] for c in evidence["core"])
+    odd = evidence["disagree"]["count"]
+    return f" (from {core}" + (f"; {odd} ELF file(s) disagree)" if odd else ")")
+
+
 def render(info: dict[str, Any]) -> str:
     lines = []
     if "image" in info:
@@ -95,7 +106,7 @@ def render(info: dict[str, Any]) -> str:
                     lines.append(f"    {key}: {cfg[key]}")
         return "\n".join(lines)
     lines.append(f"source:   {info['source']} ({info['kind']})")
-    lines.append(f"platform: {info['platform'] or 'unknown'}")
+    lines.append(f"platform: {info['platform'] or 'unknown'}{_why(info.get('platform_evidence'))}")
     lines.append(f"entries:  {info['entries']}")
     osr = info.get("os_release") or {}
     if osr:
