@@ -112,7 +112,13 @@ def render(info: dict[str, Any]) -> str:
     if osr:
         lines.append(f"os:       {osr.get('PRETTY_NAME', osr.get('NAME', ''))}")
     disk = info.get("disk")
-    if disk:
+    if disk and disk["table_type"] == "none":
+        fs = disk["partitions"][0]["fs"]
+        ident = fs.get("uuid") or fs.get("volume_id") or ""
+        lines.append(
+            f"filesystem: bare {fs.get('type', '?')} {ident} label {fs.get('label', '')!r}, {disk['size']} bytes"
+        )
+    elif disk:
         lines.append(f"table:    {disk['table_type']} disk id {disk['disk_id']}, {disk['size']} bytes")
         for p in disk["partitions"]:
             fs = p.get("fs") or {}
