@@ -95,7 +95,10 @@ def build_manifest(
     for name in (b"boot/firmware/config.txt", b"boot/config.txt"):
         if name in facts.small_files:
             facts.detector.add_boot_config(facts.small_files[name])
-    platform = reconcile(facts.detector.result(), requested, force=opts.force, source=source.name)
+    evidence = facts.detector.evidence()
+    platform = reconcile(
+        evidence.platform, requested, force=opts.force, source=source.name, why=evidence.why()
+    )
     for key, label in OS_RELEASE_LABELS.items():
         value = facts.os_release().get(key)
         if value:

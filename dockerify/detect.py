@@ -105,6 +105,13 @@ class PlatformEvidence:
     disagree: tuple[tuple[bytes, ElfFile], ...] = ()  # files that would not run on `platform`
     disagree_count: int = 0
 
+    def why(self) -> str:
+        """What decided, for messages: " (by its core userland: /bin/sh -> /bin/dash, ...)"."""
+        if self.decided_by != "core":
+            return f" (by the {self.decided_by})" if self.decided_by != "none" else ""
+        shown = [_show(c.via) + (f" -> {_show(c.path)}" if c.via != c.path else "") for c in self.core]
+        return " (by its core userland: " + ", ".join(shown) + ")"
+
     def to_json(self) -> dict[str, Any]:
         def listing(files: tuple[tuple[bytes, ElfFile], ...]) -> list[dict[str, str]]:
             return [{"path": _show(p), "platform": str(f.platform)} for p, f in files]

@@ -112,8 +112,12 @@ def _interp(head: bytes, at: Callable[[int, int], bytes | None], elf_class: int,
         min_entsize = struct.calcsize(layout)
         if phentsize < min_entsize:
             return b""
-        for i in range(min(phnum, 256)):
-            fields = struct.unpack_from(layout, head, phoff + i * phentsize)
+        phnum = min(phnum, 256)
+        table = at(phoff, phnum * phentsize)
+        if table is None:
+            return b""
+        for i in range(phnum):
+            fields = struct.unpack_from(layout, table, i * phentsize)
             if fields[0] != PT_INTERP:
                 continue
             offset, filesz = fields[at_offset], fields[at_size]

@@ -90,11 +90,14 @@ class Platform:
         return cls(d.get("os", "linux"), d.get("architecture", ""), d.get("variant", ""))
 
 
-def reconcile(detected: Platform | None, requested: Platform | None, *, force: bool, source: str) -> Platform:
+def reconcile(
+    detected: Platform | None, requested: Platform | None, *, force: bool, source: str, why: str = ""
+) -> Platform:
+    """The platform to label the image with. `why` says what decided `detected` (for the error)."""
     if requested is not None:
         if detected is not None and detected != requested and not force:
             raise DockerifyError(
-                f"{source}: --platform {requested} contradicts the content, which is {detected}",
+                f"{source}: --platform {requested} contradicts the content, which is {detected}{why}",
                 hint="drop --platform, or add --force to label the image as asked",
             )
         return requested

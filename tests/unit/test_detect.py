@@ -126,3 +126,19 @@ def test_dispatched_names() -> None:
     assert is_dispatched(b"usr/lib/x86_64-linux-gnu/glibc-hwcaps/x86-64-v3/libz.so.1")
     assert not is_dispatched(b"usr/bin/hello-v6")
     assert not is_dispatched(b"usr/lib/arm-linux-gnueabihf/libgcrypt.so.20")
+
+
+def test_hostile_elf_headers_give_less_not_an_exception() -> None:
+    from dockerify.elf import read_elf
+
+    header = bytearray(b"\x7fELF\x02\x01\x01" + bytes(57))
+    header[16:20] = (3).to_bytes(2, "little") + (183).to_bytes(2, "little")  # ET_DYN, aarch64
+    header[32:40] = (1 << 63).to_bytes(8, "little")  # e_phoff far beyond the file
+    header[54:58] = (56).to_bytes(2, "little") + (0xFFFF).to_bytes(2, "little")
+    elf = read_elf(bytes(header), bytes(header), len(header))
+    assert elf == ElfFile(Arch.ARM64, 64)
+    arm = bytearray(b"\x7fELF\x01\x01\x01" + bytes(45))
+    arm[16:20] = (2).to_bytes(2, "little") + (40).to_bytes(2, "little")
+    arm[32:36] = (0xFFFFFFF0).to_bytes(4, "little")  # e_shoff beyond the file
+    arm[46:50] = (40).to_bytes(2, "little") + (3).to_bytes(2, "little")
+    assert read_elf(bytes(arm), b"", len(arm)) == ElfFile(Arch.ARM, 32)
