@@ -92,9 +92,7 @@ def build_manifest(
             progress=advance,
             where=source.name,
         )
-    for name in (b"boot/firmware/config.txt", b"boot/config.txt"):
-        if name in facts.small_files:
-            facts.detector.add_boot_config(facts.small_files[name])
+    facts.apply_boot_config()
     evidence = facts.detector.evidence()
     platform = reconcile(
         evidence.platform, requested, force=opts.force, source=source.name, why=evidence.why()

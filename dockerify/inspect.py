@@ -30,9 +30,7 @@ def _scan(entries: Any) -> TreeFacts:
 def inspect_source(path: str, max_size: int = DEFAULT_MAX_SIZE) -> dict[str, Any]:
     with open_source(path, max_size=max_size) as source:
         facts = _scan(source.entries())
-        for name in (b"boot/firmware/config.txt", b"boot/config.txt"):
-            if name in facts.small_files:
-                facts.detector.add_boot_config(facts.small_files[name])
+        facts.apply_boot_config()
         evidence = facts.detector.evidence()
         info: dict[str, Any] = {
             "source": path,

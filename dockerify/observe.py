@@ -11,7 +11,10 @@ from dockerify.entry import Entry, FileType
 
 _HEAD = 64 << 10
 _TAIL = 1 << 20
-_SMALL = {b"etc/os-release", b"usr/lib/os-release", b"boot/config.txt", b"boot/firmware/config.txt"}
+#: Where a Raspberry Pi's config.txt sits: the boot partition mounted at /boot/firmware (Bookworm)
+#: or /boot, or the root of a bare FAT boot-partition image.
+_CONFIG_TXT = (b"boot/firmware/config.txt", b"boot/config.txt", b"config.txt")
+_SMALL = {b"etc/os-release", b"usr/lib/os-release", *_CONFIG_TXT}
 _SHELLS = (b"bin/bash", b"usr/bin/bash", b"bin/sh", b"usr/bin/sh")
 
 
@@ -58,6 +61,12 @@ class TreeFacts:
     def os_release(self) -> dict[str, str]:
         data = self.small_files.get(b"etc/os-release") or self.small_files.get(b"usr/lib/os-release")
         return parse_os_release(data) if data else {}
+
+    def apply_boot_config(self) -> None:
+        """Give the detector the Pi boot config's hint (used only when there are no ELF files)."""
+        for name in _CONFIG_TXT:
+            if name in self.small_files:
+                self.detector.add_boot_config(self.small_files[name])
 
     def default_shell(self) -> str | None:
         for shell in _SHELLS:

@@ -145,11 +145,12 @@ def test_bare_fat_image_builds_with_its_files(tmp_path) -> None:
     image, _files = _fat_image(tmp_path)
     info = json.loads(dockerify("inspect", "--json", str(image)).stdout)
     assert info["kind"] == "filesystem"
-    assert info["platform"] is None  # no ELF files: the build needs --platform
+    assert info["platform"] == "linux/arm64"  # no ELF files: config.txt's arm_64bit=1 is the hint
+    assert info["platform_evidence"]["decided_by"] == "boot-config"
     fs = info["disk"]["partitions"][0]["fs"]
     assert fs["type"] == "fat32" and fs["volume_id"] == "5DF2A7C1" and fs["label"] == "BOOTFS"
     layout = tmp_path / "layout"
-    dockerify("build", str(image), "--platform", "linux/arm64", "--output", f"oci:{layout}:t")
+    dockerify("build", str(image), "--output", f"oci:{layout}:t")
     rootfs = oracle.umoci_unpack(layout, "t", tmp_path / "bundle")
     # mtools is the judge of what the FAT image holds.
     mtools = oracle.mtools_copy(image, 0, tmp_path / "mtools")

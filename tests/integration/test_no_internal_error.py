@@ -244,3 +244,30 @@ def test_damaged_tarballs_and_compressed_images(tmp_path, name, how, offset) -> 
     else:
         _flip(copy, offset, 512, seed=f"{name}/{offset}", count=8)
     _check(tmp_path, copy)
+
+
+BARE_CASES = [
+    ("parts/pi-arm64-ext2.p2.ext2", "flip", 1024),  # the superblock
+    ("parts/pi-arm64-ext2.p2.ext2", "flip", 2048),  # the group descriptors
+    ("parts/pi-arm64-ext2.p2.ext2", "truncate", 3000),
+    ("parts/pi-arm64-ext2.p2.ext2", "truncate", 1 << 20),
+    ("parts/pi-arm64-inline.p2.ext4", "flip", 1024),
+    ("parts/pi-arm64-inline.p2.ext4", "truncate", 2 << 20),
+    ("parts/pi-arm64.p1.vfat", "flip", 0),  # the boot sector and BPB
+    ("parts/pi-arm64.p1.vfat", "truncate", 600),
+    ("parts/pi-arm64.p1.vfat", "truncate", 1 << 20),
+]
+
+
+@pytest.mark.parametrize(("name", "how", "offset"), BARE_CASES)
+def test_damaged_bare_filesystems(tmp_path, name, how, offset) -> None:
+    """The partition images of the fixtures, as bare filesystem images, damaged."""
+    entry("pi-arm64.img")
+    copy = tmp_path / Path(name).name
+    subprocess.run(["cp", "--sparse=always", str(FIXTURES_DIR / name), str(copy)], check=True)
+    if how == "truncate":
+        with open(copy, "r+b") as f:
+            f.truncate(offset)
+    else:
+        _flip(copy, offset, 90 if offset == 0 else 256, seed=f"{name}/{offset}", count=8)
+    _check(tmp_path, copy)
