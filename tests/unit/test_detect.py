@@ -95,7 +95,7 @@ def test_arm64_with_some_32bit_files_stays_arm64() -> None:
     }
     ev = _tree(files, links).evidence()
     assert ev.platform == Platform("linux", "arm64")
-    assert {c.role: c.path for c in ev.core}[b"libc".decode()] == b"usr/lib/aarch64-linux-gnu/libc.so.6"
+    assert {c.role: c.path for c in ev.core}["libc"] == b"usr/lib/aarch64-linux-gnu/libc.so.6"
     assert ev.disagree_count == 12
 
 
