@@ -85,12 +85,18 @@ def build_manifest(
         entries = _fixups(entries, labels)
     with progress.task(f"layer from {source.name}", unit="B") as advance:
         layer = write_layer(
-            entries, layout.blobs, compression=opts.compression, epoch=opts.epoch, progress=advance
+            entries,
+            layout.blobs,
+            compression=opts.compression,
+            epoch=opts.epoch,
+            progress=advance,
+            where=source.name,
         )
-    for name in (b"boot/firmware/config.txt", b"boot/config.txt"):
-        if name in facts.small_files:
-            facts.detector.add_boot_config(facts.small_files[name])
-    platform = reconcile(facts.detector.result(), requested, force=opts.force, source=source.name)
+    facts.apply_boot_config()
+    evidence = facts.detector.evidence()
+    platform = reconcile(
+        evidence.platform, requested, force=opts.force, source=source.name, why=evidence.why()
+    )
     for key, label in OS_RELEASE_LABELS.items():
         value = facts.os_release().get(key)
         if value:

@@ -9,6 +9,7 @@ from the same source: streaming sources (a compressed tarball) cannot go back.
 from __future__ import annotations
 
 import enum
+import logging
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field, replace
 
@@ -17,6 +18,8 @@ from dataclasses import dataclass, field, replace
 ChunkReader = Callable[[], Iterator[tuple[int, bytes]]]
 
 CHUNK = 1 << 20
+
+log = logging.getLogger("dockerify")
 
 
 class FileType(enum.Enum):
@@ -117,3 +120,16 @@ def sparse_map_from_chunks(pieces: Iterable[tuple[int, int]]) -> tuple[tuple[int
         else:
             out.append([off, length])
     return tuple((a, b) for a, b in out)
+
+
+def skip_sockets(entries: Iterable[Entry], where: str) -> Iterator[Entry]:
+    """The entries without Unix sockets, each one left out named in a warning (GNU tar's
+    "socket ignored"): tar, and so an OCI layer, has no member type for a socket, and a socket
+    means nothing without the process that listened on it."""
+    for entry in entries:
+        if entry.type is FileType.SOCKET:
+            log.warning(
+                "warning: %s: /%s: socket ignored (a tar layer cannot hold sockets)", where, entry.name
+            )
+            continue
+        yield entry

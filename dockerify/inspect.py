@@ -30,14 +30,13 @@ def _scan(entries: Any) -> TreeFacts:
 def inspect_source(path: str, max_size: int = DEFAULT_MAX_SIZE) -> dict[str, Any]:
     with open_source(path, max_size=max_size) as source:
         facts = _scan(source.entries())
-        for name in (b"boot/firmware/config.txt", b"boot/config.txt"):
-            if name in facts.small_files:
-                facts.detector.add_boot_config(facts.small_files[name])
-        detected = facts.detector.result()
+        facts.apply_boot_config()
+        evidence = facts.detector.evidence()
         info: dict[str, Any] = {
             "source": path,
             "kind": source.kind,
-            "platform": str(detected) if detected else None,
+            "platform": str(evidence.platform) if evidence.platform else None,
+            "platform_evidence": evidence.to_json(),
             "entries": facts.entries,
             "os_release": facts.os_release(),
         }
@@ -80,6 +79,16 @@ def inspect_target(
     return inspect_source(text, max_size)
 
 
+def _why(evidence: dict[str, Any] | None) -> str:
+    if not evidence or evidence["decided_by"] == "none":
+        return ""
+    if evidence["decided_by"] != "core":
+        return f" (from the {evidence['decided_by']})"
+    core = ", ".join(c["via"] for c in evidence["core"])
+    odd = evidence["disagree"]["count"]
+    return f" (from {core}" + (f"; {odd} ELF file(s) disagree)" if odd else ")")
+
+
 def render(info: dict[str, Any]) -> str:
     lines = []
     if "image" in info:
@@ -95,13 +104,19 @@ def render(info: dict[str, Any]) -> str:
                     lines.append(f"    {key}: {cfg[key]}")
         return "\n".join(lines)
     lines.append(f"source:   {info['source']} ({info['kind']})")
-    lines.append(f"platform: {info['platform'] or 'unknown'}")
+    lines.append(f"platform: {info['platform'] or 'unknown'}{_why(info.get('platform_evidence'))}")
     lines.append(f"entries:  {info['entries']}")
     osr = info.get("os_release") or {}
     if osr:
         lines.append(f"os:       {osr.get('PRETTY_NAME', osr.get('NAME', ''))}")
     disk = info.get("disk")
-    if disk:
+    if disk and disk["table_type"] == "none":
+        fs = disk["partitions"][0]["fs"]
+        ident = fs.get("uuid") or fs.get("volume_id") or ""
+        lines.append(
+            f"filesystem: bare {fs.get('type', '?')} {ident} label {fs.get('label', '')!r}, {disk['size']} bytes"
+        )
+    elif disk:
         lines.append(f"table:    {disk['table_type']} disk id {disk['disk_id']}, {disk['size']} bytes")
         for p in disk["partitions"]:
             fs = p.get("fs") or {}

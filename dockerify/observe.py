@@ -6,11 +6,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from dockerify.detect import PlatformDetector
 from dockerify.entry import Entry, FileType
-from dockerify.platform import PlatformDetector
 
+_HEAD = 64 << 10
 _TAIL = 1 << 20
-_SMALL = {b"etc/os-release", b"usr/lib/os-release", b"boot/config.txt", b"boot/firmware/config.txt"}
+#: Where a Raspberry Pi's config.txt sits: the boot partition mounted at /boot/firmware (Bookworm)
+#: or /boot, or the root of a bare FAT boot-partition image.
+_CONFIG_TXT = (b"boot/firmware/config.txt", b"boot/config.txt", b"config.txt")
+_SMALL = {b"etc/os-release", b"usr/lib/os-release", *_CONFIG_TXT}
 _SHELLS = (b"bin/bash", b"usr/bin/bash", b"bin/sh", b"usr/bin/sh")
 
 
@@ -21,6 +25,29 @@ def parse_os_release(text: bytes) -> dict[str, str]:
         if sep and key and not key.startswith("#"):
             out[key] = value.strip().strip("\"'")
     return out
+
+
+class _Edges:
+    """The first _HEAD and last _TAIL bytes of a file's content as it streams past, holes read
+    as zeros (ELF files in ext4 images often have them): ELF headers sit at one end, ARM
+    attributes and section headers at the other."""
+
+    def __init__(self) -> None:
+        self.head = bytearray()
+        self.tail = bytearray()
+        self.end = 0
+
+    def add(self, offset: int, data: bytes) -> None:
+        gap = max(0, offset - self.end)
+        if len(self.head) < _HEAD:
+            self.head += bytes(min(gap, _HEAD - len(self.head)))
+            self.head += data[: _HEAD - len(self.head)]
+        if gap:
+            self.tail += bytes(min(gap, _TAIL))
+        self.tail += data[-_TAIL:]
+        if len(self.tail) > _TAIL:
+            del self.tail[: len(self.tail) - _TAIL]
+        self.end = max(self.end, offset + len(data))
 
 
 @dataclass
@@ -35,6 +62,12 @@ class TreeFacts:
         data = self.small_files.get(b"etc/os-release") or self.small_files.get(b"usr/lib/os-release")
         return parse_os_release(data) if data else {}
 
+    def apply_boot_config(self) -> None:
+        """Give the detector the Pi boot config's hint (used only when there are no ELF files)."""
+        for name in _CONFIG_TXT:
+            if name in self.small_files:
+                self.detector.add_boot_config(self.small_files[name])
+
     def default_shell(self) -> str | None:
         for shell in _SHELLS:
             if shell in self.paths:
@@ -47,6 +80,10 @@ class TreeFacts:
             self.newest_mtime = max(self.newest_mtime, entry.mtime)
             if entry.path in _SHELLS:
                 self.paths.add(entry.path)
+            if entry.type is FileType.SYMLINK:
+                self.detector.add_symlink(entry.path, entry.linkname)
+            elif entry.type is FileType.HARDLINK:
+                self.detector.add_hardlink(entry.path, entry.linkname)
             if entry.type is FileType.REG and entry.reader is not None and entry.size > 0:
                 entry = entry.with_(reader=self._tapped(entry))
             yield entry
@@ -57,29 +94,23 @@ class TreeFacts:
         keep_small = entry.path in _SMALL and entry.size <= 65536
 
         def read() -> Iterator[tuple[int, bytes]]:
-            head = b""
-            tail: list[tuple[int, bytes]] = []
-            tail_len = 0
+            edges: _Edges | None = None
             small: list[bytes] = []
-            elf = False
+            first = True
             for offset, data in inner():
-                if offset == 0 and not head:
-                    head = data[:65536]
-                    elf = head[:4] == b"\x7fELF"
-                if elf:
-                    tail.append((offset, data))
-                    tail_len += len(data)
-                    while tail_len - len(tail[0][1]) >= _TAIL:
-                        tail_len -= len(tail.pop(0)[1])
+                if first:
+                    first = False
+                    if offset == 0 and data[:4] == b"\x7fELF":
+                        edges = _Edges()
+                if edges is not None:
+                    edges.add(offset, data)
                 if keep_small:
                     small.append(data)
                 yield offset, data
             if keep_small:
                 self.small_files[entry.path] = b"".join(small)
-            if elf and tail and tail[-1][0] + len(tail[-1][1]) == entry.size:
-                start = tail[0][0]
-                joined = b"".join(d for _, d in tail)
-                if start + len(joined) == entry.size:
-                    self.detector.add_elf(head, joined[-_TAIL:], entry.size)
+            if edges is not None:
+                edges.add(entry.size, b"")  # a trailing hole reads as zeros
+                self.detector.add_elf(entry.path, bytes(edges.head), bytes(edges.tail), entry.size)
 
         return read

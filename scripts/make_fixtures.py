@@ -136,6 +136,9 @@ class Tree:
     many_files: bool = True  # /srv/many with MANY_FILES entries
     hello: bool = True  # dynamic /usr/bin/hello + libc
     hello_v6: bool = False  # freestanding ARMv6 /usr/bin/hello-v6
+    # Raspberry-Pi-OS-style ARMv6 core (loader, libc, busybox, systemd as compiled ARMv6 stand-ins)
+    # plus libarmmem-v7l.so & co. and a hwcap-directory library built for newer CPUs.
+    rpi_v6_core: bool = False
 
 
 @dataclass(frozen=True)
@@ -187,6 +190,7 @@ class Context:
     work: Path  # scratch space, deleted at the end
     pkgs: dict[tuple[str, str], Path] = field(default_factory=dict)  # (package, arch) -> extracted dir
     hello_v6: Path | None = None
+    v6_core: dict[str, Path] = field(default_factory=dict)  # role -> compiled ARM stand-in
     manifest: dict = field(default_factory=dict)
 
 
@@ -216,7 +220,7 @@ DISKS = (
     ),
     Disk(
         "pi-armv6.img",
-        Tree("armel", BULLSEYE, "raspberrypi", pi=True, hello_v6=True),
+        Tree("armhf", BULLSEYE, "raspberrypi", pi=True, hello=False, hello_v6=True, rpi_v6_core=True),
         "linux/arm/v6",
         "dos",
         0x5E3DA8C2,
@@ -350,9 +354,15 @@ def fetch_debs(cache: Path, wanted: list[tuple[str, str]]) -> dict[tuple[str, st
     return {(p, a): cached_deb(cache, p, a) for p, a in wanted}  # type: ignore[misc]
 
 
+#: Real Debian armhf packages of the platform-detection tree: dash is /bin/sh, libgcrypt20 is
+#: tagged ARMv8 (its ARMv8 code is chosen at run time) in an otherwise ARMv7 tree.
+PLATFORM_PACKAGES = (("dash", "armhf"), ("libgcrypt20", "armhf"), ("libgpg-error0", "armhf"))
+
+
 def extract_packages(ctx: Context) -> None:
     arches = sorted({d.tree.arch for d in DISKS} | {"amd64", "arm64"})
     wanted = [(pkg, a) for a in arches for pkg in ("busybox-static", "hello", "libc6")]
+    wanted += list(PLATFORM_PACKAGES)
     for (pkg, arch), deb in fetch_debs(ctx.out / "debs", wanted).items():
         dest = ctx.work / "pkgs" / f"{pkg}_{arch}"
         dest.mkdir(parents=True)
@@ -372,6 +382,75 @@ def build_hello_v6(ctx: Context) -> None:
     if cpu_arch != ["v6"]:
         raise RuntimeError(f"hello-v6 has Tag_CPU_arch {cpu_arch}, expected v6")
     ctx.hello_v6 = out
+
+
+def _cpu_arch(path: Path) -> str:
+    attrs = run(["readelf", "-A", str(path)], text=True).stdout
+    return next((line.split(":", 1)[1].strip() for line in attrs.splitlines() if "Tag_CPU_arch:" in line), "")
+
+
+def build_v6_core(ctx: Context) -> None:
+    """ARM stand-ins for a Raspberry-Pi-OS-style tree: its core built for ARMv6 (what Raspberry Pi
+    OS builds for), and the libraries it selects at run time built for ARMv7 and ARMv8."""
+    out = ctx.work / "v6-core"
+    out.mkdir()
+    base = ["-marm", "-mfloat-abi=hard", "-O2", "-s", "-nostdlib", "-ffreestanding", "-fno-stack-protector"]
+    base += ["-fno-asynchronous-unwind-tables", "-Wl,--build-id=none"]
+    march = {
+        "v6": ["-march=armv6", "-mfpu=vfp"],
+        "v7": ["-march=armv7-a", "-mfpu=neon-vfpv4"],
+        "v8": ["-march=armv8-a", "-mfpu=neon-fp-armv8"],
+    }
+    libs = {"loader": "v6", "libc": "v6", "armmem-v6l": "v6", "armmem-v7l": "v7", "armmem-v8l": "v8"}
+    libs |= {"stub": "v6", "stub-neon": "v7"}
+    for role, variant in libs.items():
+        lib = out / f"{role}.so"
+        soname = {"loader": "ld-linux-armhf.so.3", "libc": "libc.so.6"}.get(role, f"lib{role}.so")
+        flags = [*base, *march[variant], "-shared", "-fPIC", f"-Wl,-soname,{soname}"]
+        run(["arm-linux-gnueabihf-gcc", *flags, "-o", str(lib), str(SRC_DIR / "stub_lib.c")])
+        ctx.v6_core[role] = lib
+    # Dynamic executables: they name /lib/ld-linux-armhf.so.3 as their interpreter (PT_INTERP).
+    for role in ("busybox", "systemd"):
+        exe = out / role
+        flags = [*base, *march["v6"], "-Wl,--dynamic-linker=/lib/ld-linux-armhf.so.3"]
+        run(
+            [
+                "arm-linux-gnueabihf-gcc",
+                *flags,
+                "-o",
+                str(exe),
+                str(SRC_DIR / "hello_v6.c"),
+                str(ctx.v6_core["libc"]),
+            ]
+        )
+        ctx.v6_core[role] = exe
+    for role, path in ctx.v6_core.items():
+        want = libs.get(role, "v6")
+        if _cpu_arch(path) != want:
+            raise RuntimeError(f"v6-core {role} has Tag_CPU_arch {_cpu_arch(path)}, expected {want}")
+
+
+def install_rpi_v6_core(ctx: Context, root: Path) -> None:
+    lib, usrlib = root / "lib/arm-linux-gnueabihf", root / "usr/lib/arm-linux-gnueabihf"
+    copies = {
+        lib / "ld-linux-armhf.so.3": "loader",
+        lib / "libc.so.6": "libc",
+        root / "bin/busybox": "busybox",
+        root / "lib/systemd/systemd": "systemd",
+        usrlib / "libarmmem-v6l.so": "armmem-v6l",
+        usrlib / "libarmmem-v7l.so": "armmem-v7l",
+        usrlib / "libarmmem-v8l.so": "armmem-v8l",
+        usrlib / "libstub.so.1": "stub",
+        usrlib / "neon/vfp/libstub.so.1": "stub-neon",
+    }
+    for dest, role in copies.items():
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ctx.v6_core[role], dest)
+        dest.chmod(0o755)
+    symlink(root / "lib/ld-linux-armhf.so.3", "arm-linux-gnueabihf/ld-linux-armhf.so.3")
+    symlink(root / "sbin/init", "/lib/systemd/systemd")
+    for applet in BUSYBOX_APPLETS:
+        symlink(root / "bin" / applet, "busybox")
 
 
 # --------------------------------------------------------------------------- root trees
@@ -576,7 +655,10 @@ def fstab_text(boot_uuid: str, root_uuid: str, boot_mountpoint: str, root_fs: st
 def build_root(ctx: Context, root: Path, tree: Tree, fstab: str, boot_mountpoint: str = "/boot") -> None:
     make_base_dirs(root)
     (root / boot_mountpoint.lstrip("/")).mkdir(parents=True, exist_ok=True)
-    install_busybox(ctx, root, tree.arch)
+    if tree.rpi_v6_core:
+        install_rpi_v6_core(ctx, root)
+    else:
+        install_busybox(ctx, root, tree.arch)
     if tree.hello:
         install_hello(ctx, root, tree.arch)
     if tree.hello_v6:
@@ -891,6 +973,58 @@ def build_openlinux(ctx: Context) -> list[dict]:
     return [entry]
 
 
+# --------------------------------------------------------------------------- platform trees
+
+
+def _install_package(ctx: Context, root: Path, pkg: str, arch: str) -> None:
+    shutil.copytree(ctx.pkgs[(pkg, arch)], root, symlinks=True, dirs_exist_ok=True)
+
+
+def build_platform_tree(
+    ctx: Context, name: str, packages: list[tuple[str, str]], links: dict[str, str], platform: str
+) -> dict:
+    """A rootfs directory of whole Debian packages, for platform detection on real files."""
+    root = ctx.out / "trees" / name
+    make_base_dirs(root)
+    for pkg, arch in packages:
+        _install_package(ctx, root, pkg, arch)
+    for path, target in links.items():
+        (root / path).unlink(missing_ok=True)
+        symlink(root / path, target)
+    write(root / "etc/os-release", OsRelease().render())
+    fix_mtimes(root)
+    log(f"built trees/{name}")
+    return {
+        "file": f"trees/{name}",
+        "kind": "directory",
+        "platform": platform,
+        "arch": packages[0][1],
+        "os_release": OsRelease().fields(),
+        "staging": {"root": f"trees/{name}"},
+        "packages": [f"{p}:{a}" for p, a in packages],
+    }
+
+
+def build_platform_trees(ctx: Context) -> list[dict]:
+    armhf = build_platform_tree(
+        ctx,
+        "debian-armhf",
+        [("libc6", "armhf"), ("dash", "armhf"), ("busybox-static", "armhf")]
+        + [("libgpg-error0", "armhf"), ("libgcrypt20", "armhf")],
+        {"sbin/init": "/bin/busybox"},
+        "linux/arm/v7",
+    )
+    armhf["disagree"] = ["/usr/lib/arm-linux-gnueabihf/libgcrypt.so.20.4.1"]
+    arm64 = build_platform_tree(
+        ctx,
+        "arm64-multiarch",
+        [("libc6", "arm64"), ("busybox-static", "arm64"), ("libc6", "armhf")],
+        {"bin/sh": "busybox", "sbin/init": "/bin/busybox"},
+        "linux/arm64",
+    )
+    return [armhf, arm64]
+
+
 # --------------------------------------------------------------------------- verification
 
 
@@ -974,6 +1108,7 @@ def build_all(ctx: Context) -> list[dict]:
             pool.submit(build_rootfs_tarballs, ctx, "amd64", TAR_COMPRESSIONS),
             pool.submit(build_rootfs_tarballs, ctx, "arm64", (("gzip", ".gz"),)),
             pool.submit(build_openlinux, ctx),
+            pool.submit(build_platform_trees, ctx),
         ]
         base = disks[0].result()  # pi-arm64.img, the source of the compressed copies
         jobs += [pool.submit(lambda t, x: [compress_disk(ctx, base, t, x)], *c) for c in DISK_COMPRESSIONS]
@@ -994,7 +1129,8 @@ def generate(out: Path) -> None:
         }
         extract_packages(ctx)
         build_hello_v6(ctx)
-        log("packages ready, hello-v6 built")
+        build_v6_core(ctx)
+        log("packages ready, hello-v6 and the ARMv6 core built")
         entries = build_all(ctx)
     ctx.manifest["fixtures"] = {e["file"]: e for e in sorted(entries, key=lambda e: e["file"])}
     ctx.manifest["specials"] = describe_specials(

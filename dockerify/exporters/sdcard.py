@@ -51,7 +51,7 @@ from dockerify.exporters.ext4img import (
 from dockerify.exporters.fatimg import FatSpec, check_names, cluster_for, make_fat, needed_size
 from dockerify.oci.select import Image
 from dockerify.run import check_tool, run
-from dockerify.sources.disk import LAYOUT_LABEL, DiskLayout, PartitionRecord, parse_fstab
+from dockerify.sources.disk import BARE, LAYOUT_LABEL, DiskLayout, PartitionRecord, parse_fstab
 
 log = logging.getLogger("dockerify")
 
@@ -163,8 +163,15 @@ def _derived(image: Image, what: str) -> uuid.UUID:
 
 def make_plan(image: Image, opts: CardOptions, warnings: Warnings) -> Plan:
     raw = image.labels.get(LAYOUT_LABEL)
-    if raw:
-        layout = DiskLayout.from_json(json.loads(raw))
+    layout = DiskLayout.from_json(json.loads(raw)) if raw else None
+    bare_ext: dict[str, Any] = {}
+    if layout is not None and layout.table_type == BARE:
+        # A bare filesystem image has no card layout to keep: the Raspberry Pi one is used, with
+        # the recorded ext filesystem's UUID, label and features for the root.
+        fs = layout.partitions[0].fs if layout.partitions else {}
+        bare_ext = dict(fs) if str(fs.get("type", "")).startswith("ext") else {}
+        layout = None
+    if layout is not None:
         parts = layout.partitions
         root = next((p for p in parts if p.mountpoint == "/"), None)
         boot = next((p for p in parts if p.fs.get("type", "").startswith("fat")), None)
@@ -179,8 +186,9 @@ def make_plan(image: Image, opts: CardOptions, warnings: Warnings) -> Plan:
             raise DockerifyError(f"{LAYOUT_LABEL}: unknown partition table type {table!r}")
         recorded = True
     else:
+        why = "built from a bare filesystem image" if bare_ext else "no disk layout recorded"
         warnings.add(
-            "no disk layout recorded (the image was not built from a disk image); a Raspberry Pi "
+            f"{why} (the image was not built from a partitioned disk image); a Raspberry Pi "
             "layout with ids derived from the image digest is used",
             image.descriptor.digest[:19],
         )
@@ -192,6 +200,7 @@ def make_plan(image: Image, opts: CardOptions, warnings: Warnings) -> Plan:
         root = PartitionRecord(2, 0, 0, "83", "", "", False, {"type": "ext4", "label": "rootfs"}, "/")
         boot.fs["volume_id"] = _derived(image, "boot").hex[:8].upper()
         root.fs["uuid"] = str(_derived(image, "root"))
+        root.fs.update(bare_ext)
         extra = []
         recorded = False
     fat = dict(boot.fs)

@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
-from dockerify.entry import Entry
+from dockerify.entry import Entry, skip_sockets
 from dockerify.oci.blobs import BlobStore
 from dockerify.oci.compress import MEDIA_SUFFIX, make_compressor
 from dockerify.oci.model import OCI_LAYER, Descriptor
@@ -33,7 +33,9 @@ def write_layer(
     compression: str = "gzip",
     epoch: int | None = None,
     progress: Callable[[int], object] | None = None,
+    where: str = "layer",
 ) -> LayerResult:
+    """`where` names the input in warnings (sockets left out)."""
     blob = store.writer()
     try:
         comp = make_compressor(compression, blob.write)
@@ -54,7 +56,7 @@ def write_layer(
                     progress(len(data))
                 pending, pending_len = [], 0
 
-        for entry in entries:
+        for entry in skip_sockets(entries, where):
             for block in entry_blocks(entry, mtime=clamp(entry.mtime, epoch)):
                 # Small header blocks are batched so the compressor sees large writes.
                 pending.append(block)

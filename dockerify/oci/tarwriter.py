@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from dockerify.entry import Entry, FileType
+from dockerify.errors import DockerifyError
 
 BLOCK = 512
 
@@ -86,8 +87,8 @@ def tar_name(entry: Entry) -> bytes:
 
 def header(entry: Entry, *, mtime: int, sparse_body: int | None = None) -> bytes:
     """The header blocks for `entry`: a PAX extended header when needed, then the ustar header."""
-    if entry.type is FileType.SOCKET:
-        raise ValueError("sockets cannot be stored in tar")
+    if entry.type is FileType.SOCKET:  # callers leave sockets out (entry.skip_sockets)
+        raise DockerifyError(f"/{entry.name}: a socket cannot be stored in tar", hint="leave it out")
     name = tar_name(entry)
     size = entry.size if entry.type is FileType.REG else 0
     pax: list[tuple[bytes, bytes]] = []

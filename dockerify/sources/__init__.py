@@ -17,32 +17,38 @@ DEFAULT_MAX_SIZE = 64 << 30  # decompressed bytes; a bigger input needs --max-si
 @dataclass
 class Source:
     name: str
-    kind: str  # "disk" | "tarball" | "directory"
+    kind: str  # "disk" | "filesystem" | "tarball" | "directory"
     entries: Callable[[], Iterator[Entry]]
-    layout: Any = None  # DiskLayout for disk images
+    layout: Any = None  # DiskLayout for disk images and bare filesystems
 
 
-def _kind_of(path: str, max_size: int) -> str:
+def _kind_of(path: str, max_size: int) -> tuple[str, str]:
+    """("disk" | "filesystem" | "tarball", the filesystem kind for "filesystem")."""
     from dockerify.sources.compression import detect, open_stream
+    from dockerify.sources.disk import probe_bare_fs
 
     if os.path.getsize(path) == 0:
         raise CorruptInput(f"{path}: the file is empty (0 bytes)")
     with open(path, "rb") as f:
         head = f.read(1024)
-    if detect(head) == "zip":
-        return "disk"
     with open_stream(path, max_size) as s:
-        inner = s.read(1024)
+        inner = s.read(2048)
     if len(inner) >= 262 and inner[257:262] == b"ustar":
-        return "tarball"
+        return "tarball", ""
+    fs = probe_bare_fs(inner)
+    if fs is not None:
+        return "filesystem", fs
+    if detect(head) == "zip":
+        return "disk", ""
     if len(inner) >= 512 and inner[510:512] == b"\x55\xaa":
-        return "disk"
+        return "disk", ""
     lower = path.lower()
     if ".tar" in lower or lower.endswith((".tgz", ".tbz2", ".txz")):
-        return "tarball"
+        return "tarball", ""
     raise CorruptInput(
-        f"{path}: neither a disk image (no partition table signature at byte 510) nor a tar archive",
-        hint="dockerify reads MBR/GPT disk images, rootfs tarballs and directories",
+        f"{path}: neither a disk image (no partition table signature at byte 510), nor an ext2/3/4 "
+        "or FAT filesystem, nor a tar archive",
+        hint="dockerify reads MBR/GPT disk images, bare ext2/3/4 and FAT images, rootfs tarballs and directories",
     )
 
 
@@ -55,7 +61,7 @@ def open_source(path: str, *, max_size: int = DEFAULT_MAX_SIZE) -> Iterator[Sour
 
         yield Source(path, "directory", lambda: directory_entries(path))
         return
-    kind = _kind_of(path, max_size)
+    kind, fs = _kind_of(path, max_size)
     if kind == "tarball":
         from dockerify.sources.compression import open_stream
         from dockerify.sources.tarstream import tar_entries
@@ -67,8 +73,12 @@ def open_source(path: str, *, max_size: int = DEFAULT_MAX_SIZE) -> Iterator[Sour
         yield Source(path, "tarball", tar_stream)
         return
     from dockerify.sources.compression import open_disk_image
-    from dockerify.sources.disk import DiskSource
+    from dockerify.sources.disk import DiskSource, FilesystemSource
 
     with open_disk_image(path, max_size) as (f, size):
+        if kind == "filesystem":
+            bare = FilesystemSource(f, size, path, fs)
+            yield Source(path, "filesystem", bare.entries, bare.layout())
+            return
         disk = DiskSource(f, size, path)
         yield Source(path, "disk", disk.entries, disk.layout())

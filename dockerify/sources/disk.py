@@ -4,6 +4,7 @@ where the image's own /etc/fstab puts it, and the disk layout recorded for the w
 from __future__ import annotations
 
 import logging
+import struct
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, BinaryIO
@@ -17,6 +18,28 @@ from dockerify.sources.partitions import Partition, PartitionTable, read_partiti
 log = logging.getLogger("dockerify")
 
 LAYOUT_LABEL = "io.dockerify.disk-layout"
+
+
+def probe_bare_fs(head: bytes) -> str | None:
+    """'ext' or 'fat' when `head` (at least 2 KiB) starts a filesystem with no partition table
+    around it: ext's magic 0xEF53 at byte 1080 with a plausible block size, or a FAT boot
+    sector whose BPB is sane (an MBR's boot code never names a FAT type at bytes 54/82)."""
+    if len(head) >= 1082 and head[1080:1082] == b"\x53\xef":
+        (log_block_size,) = struct.unpack_from("<I", head, 1024 + 24)
+        if log_block_size <= 6:
+            return "ext"
+    if len(head) < 512 or head[510:512] != b"\x55\xaa" or head[0] not in (0xEB, 0xE9):
+        return None
+    bytes_per_sector, per_cluster, reserved, fats = struct.unpack_from("<HBHB", head, 11)
+    sane = (
+        bytes_per_sector in (512, 1024, 2048, 4096)
+        and per_cluster in (1, 2, 4, 8, 16, 32, 64, 128)
+        and reserved >= 1
+        and fats in (1, 2)
+    )
+    if sane and (head[54:57] == b"FAT" or head[82:87] == b"FAT32"):
+        return "fat"
+    return None
 
 
 def probe_fs(f: BinaryIO, part: Partition) -> str | None:
@@ -102,6 +125,59 @@ def _read_small(reader: Ext4Reader, wanted: bytes) -> bytes | None:
     return None
 
 
+def ext_record(reader: Ext4Reader) -> dict[str, Any]:
+    i = reader.info
+    return {
+        "type": i.fs_type,
+        "uuid": i.uuid,
+        "label": i.label,
+        "features": list(i.features),
+        "block_size": i.block_size,
+        "inode_size": i.inode_size,
+        "size": i.size_bytes,
+    }
+
+
+def fat_record(reader: FatReader) -> dict[str, Any]:
+    b = reader.info
+    return {
+        "type": f"fat{b.fat_type}",
+        "volume_id": b.volume_id,
+        "label": b.label,
+        "cluster_size": b.cluster_size,
+        "size": b.size_bytes,
+    }
+
+
+def _without_lost_found(entries: Iterator[Entry]) -> Iterator[Entry]:
+    return (e for e in entries if e.path != b"lost+found" and not e.path.startswith(b"lost+found/"))
+
+
+#: `table_type` of the layout of a bare filesystem image (no partition table around it).
+BARE = "none"
+
+
+class FilesystemSource:
+    """A bare ext2/3/4 or FAT image (Yocto's and Buildroot's rootfs.ext4, a board's update
+    bundle): the filesystem is the whole tree. Its layout records the one filesystem as
+    partition 0 at byte 0, mounted at /, under table type "none"."""
+
+    def __init__(self, f: BinaryIO, size: int, name: str, kind: str) -> None:
+        self.size, self.name, self.kind = size, name, kind
+        self.ext = Ext4Reader(f, 0, size, name) if kind == "ext" else None
+        self.fat = FatReader(f, 0, size, name) if kind == "fat" else None
+
+    def layout(self) -> DiskLayout:
+        fs = ext_record(self.ext) if self.ext is not None else fat_record(self.fat) if self.fat else {}
+        return DiskLayout(BARE, "", self.size, [PartitionRecord(0, 0, self.size, "", "", "", False, fs, "/")])
+
+    def entries(self) -> Iterator[Entry]:
+        if self.ext is not None:
+            yield from _without_lost_found(self.ext.entries())
+        elif self.fat is not None:
+            yield from self.fat.entries()
+
+
 class DiskSource:
     def __init__(self, f: BinaryIO, size: int, name: str) -> None:
         self.f, self.size, self.name = f, size, name
@@ -147,36 +223,16 @@ class DiskSource:
         for p in self.table.partitions:
             rec = PartitionRecord(p.number, p.start, p.size, p.type, p.partuuid, p.name, p.bootable)
             if p is self.root_part:
-                i = self.root.info
-                rec.fs = {
-                    "type": i.fs_type,
-                    "uuid": i.uuid,
-                    "label": i.label,
-                    "features": list(i.features),
-                    "block_size": i.block_size,
-                    "inode_size": i.inode_size,
-                    "size": i.size_bytes,
-                }
+                rec.fs = ext_record(self.root)
                 rec.mountpoint = "/"
             elif p is self.boot_part and self.boot is not None:
-                b = self.boot.info
-                rec.fs = {
-                    "type": f"fat{b.fat_type}",
-                    "volume_id": b.volume_id,
-                    "label": b.label,
-                    "cluster_size": b.cluster_size,
-                    "size": b.size_bytes,
-                }
+                rec.fs = fat_record(self.boot)
                 rec.mountpoint = self.boot_mount
             records.append(rec)
         return DiskLayout(self.table.type, self.table.disk_id, self.size, records)
 
     def entries(self) -> Iterator[Entry]:
-        root_entries = (
-            e
-            for e in self.root.entries()
-            if e.path != b"lost+found" and not e.path.startswith(b"lost+found/")
-        )
+        root_entries = _without_lost_found(self.root.entries())
         if self.boot is None:
             yield from root_entries
             return
