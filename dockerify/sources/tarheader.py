@@ -4,8 +4,8 @@ Python's `tarfile` merges consecutive PAX headers, keeps NULs inside PAX names, 
 sparse maps and has no offsets in its errors, so the headers are parsed here: ustar, GNU (long
 names `L`/`K`, old sparse `S` with extension blocks, dumpdirs `D`), star and PAX (local `x`/`X`,
 global `g`, GNU sparse 0.0/0.1/1.0). Where several meta headers precede one member, the last of
-each kind wins, as in GNU tar and Go's archive/tar; global records apply to every later member and
-local ones override them. Every refusal names the input and the byte offset of the member's first
+each kind wins, as in GNU tar and Go's archive/tar; the last global header's records apply to every
+later member (as GNU tar applies them) and local ones override them. Every refusal names the input and the byte offset of the member's first
 header block in the (decompressed) tar stream.
 """
 
@@ -189,7 +189,7 @@ class TarReader:
             if name is not None
             else None
         )
-        place = member or f"byte {offset}"
+        place = member or f"the header at byte {offset}"
         return CorruptInput(f"{self.where}: {place}: {message}")
 
     def _skip_rest(self) -> None:
@@ -229,7 +229,7 @@ class TarReader:
             if len(block) < BLOCK:
                 raise self.error(offset, "the archive ends inside a header block (truncated?)")
             if not checksum_ok(block):
-                raise self.error(offset, "header checksum mismatch (a damaged archive, or not a tar archive)")
+                raise self.error(offset, "checksum mismatch (a damaged archive, or not a tar archive)")
             typeflag = block[156:157]
             if typeflag in (b"L", b"K", b"x", b"X", b"g"):
                 data = self._meta_data(block, offset, typeflag)
@@ -248,7 +248,8 @@ class TarReader:
                 if records is None:
                     raise self.error(offset, "malformed PAX extended header")
                 if typeflag == b"g":
-                    self._globals.update(records)
+                    # GNU tar: a global header replaces the previous global header's records.
+                    self._globals = dict(records)
                 else:
                     meta.local = records  # the last of several extended headers wins
                 continue
@@ -421,6 +422,8 @@ class TarReader:
                 flat = [
                     integer(v, "entry") for k, v in local if k in ("GNU.sparse.offset", "GNU.sparse.numbytes")
                 ]
+            if not flat:  # GNU tar fails on these; its own maps always end with (size, 0)
+                raise bad("no entries")
             numblocks = pax.get("GNU.sparse.numblocks")
             if len(flat) % 2 or (
                 numblocks is not None and integer(numblocks, "block count") * 2 != len(flat)

@@ -109,9 +109,11 @@ def test_member_offsets_in_refusals() -> None:
     good = tc.member(b"a", b"hello")
     message = _refusal(good + tc.pax([(b"path", b"x\x00y")]) + tc.member(b"b") + tc.END)
     assert "t.tar: member 'x\\x00y' at byte 1024" in message and "NUL" in message
-    assert "byte 1024: header checksum" in _refusal(good + tc.header(b"b", checksum=b"0000000\x00"))
+    assert "the header at byte 1024: checksum mismatch" in _refusal(
+        good + tc.header(b"b", checksum=b"0000000\x00")
+    )
     assert "member 'big' at byte 1024" in _refusal(good + tc.header(b"big", size=5000) + bytes(1024))
-    assert "t.tar: byte 1024: the archive ends after a long-name" in _refusal(
+    assert "t.tar: the header at byte 1024: the archive ends after a long-name" in _refusal(
         good + tc.long_name(b"long") + tc.END
     )
 
