@@ -87,14 +87,9 @@ def number(field_: bytes) -> int | None:
         if first & 0x40:  # negative: two's complement over the whole field
             return int.from_bytes(field_, "big", signed=True)
         return int.from_bytes(bytes([first & 0x3F]) + field_[1:], "big")
-    digits = field_.lstrip(b" ")
-    end = len(digits)
-    for i, c in enumerate(digits):
-        if c in (0, 0x20):
-            end = i
-            break
-    digits, rest = digits[:end], digits[end:]
-    if digits.translate(None, _OCTAL) or rest.strip(b" \x00"):
+    # Leading spaces, octal digits, then spaces/NULs to the end (what GNU tar's from_header takes).
+    digits = field_.rstrip(b" \x00").lstrip(b" ")
+    if digits.translate(None, _OCTAL):
         return None
     return int(digits, 8) if digits else 0
 

@@ -214,3 +214,62 @@ def test_writer_bytes_unchanged_for_values_that_fit() -> None:
     assert header(e, mtime=1_700_000_000) == tc.header(
         b"bin/sh", mode=0o755, uid=1, gid=2, mtime=1_700_000_000, raw={"uname": b"", "gname": b""}
     )
+
+
+def _rich_archive() -> bytes:
+    regions = [(0, 1024), (4096, 512), (9000, 3), (10000, 0)]
+    return (
+        tc.pax([(b"uid", b"5")], b"g")
+        + tc.long_name(b"long/" + b"n" * 150)
+        + tc.member(b"x", b"content", magic="gnu")
+        + tc.pax(
+            [
+                (b"mtime", b"-1.5"),
+                (b"SCHILY.xattr.user.a", b"b"),
+                (b"SCHILY.acl.access", b"u::rw-,g::r--,o::---"),
+            ]
+        )
+        + tc.member(b"y", b"more")
+        + tc.pax_sparse(b"s1", 10000, regions, "1.0")
+        + tc.pax_sparse(b"s0", 10000, regions, "0.1")
+        + tc.old_gnu_sparse(b"s2", 10000, regions)
+        + tc.header(b"dev", b"3", devmajor=1, devminor=3)
+        + tc.header(b"link", b"2", linkname=b"x")
+        + tc.END
+    )
+
+
+def test_damaged_archives_give_clear_refusals_only() -> None:
+    """Issue 7 point 6, tar side: any byte damage is read or refused with a DockerifyError (the
+    CLI's exit 1), never another exception (the CLI's exit 70, "internal error")."""
+    import random
+
+    from dockerify.errors import DockerifyError
+
+    good = _rich_archive()
+    headers = [i for i in range(len(good) // 512) if checksum_ok(good[i * 512 : (i + 1) * 512])]
+    rng = random.Random(7)
+    outcomes = {"read": 0, "refused": 0}
+    for _ in range(3000):
+        data = bytearray(good)
+        for _ in range(rng.choice((1, 2, 8))):
+            block = rng.choice(headers) if rng.random() < 0.8 else rng.randrange(len(data) // 512)
+            offset = block * 512 + rng.choice((rng.randrange(512), *range(100, 160), *range(329, 500)))
+            data[offset] = rng.randrange(256)
+            if block in headers and rng.random() < 0.9:  # past the checksum, into the parser
+                data[block * 512 + 148 : block * 512 + 156] = b" " * 8
+                data[block * 512 + 148 : block * 512 + 156] = b"%06o\x00 " % sum(
+                    data[block * 512 : block * 512 + 512]
+                )
+        if rng.random() < 0.2:
+            del data[rng.randrange(len(data)) :]
+        try:
+            for e in tar_entries(io.BytesIO(bytes(data)), "t.tar"):
+                pieces = list(e.chunks())
+                e.reader = lambda pieces=pieces: iter(pieces)
+                for _ in entry_blocks(e, mtime=e.mtime):
+                    pass
+            outcomes["read"] += 1
+        except DockerifyError:
+            outcomes["refused"] += 1
+    assert outcomes["read"] > 100 and outcomes["refused"] > 100, outcomes
