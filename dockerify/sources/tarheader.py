@@ -26,7 +26,6 @@ ZERO_BLOCK = bytes(BLOCK)
 MAX_META = 1 << 20
 
 POSIX_MAGIC = b"ustar\x00"
-GNU_MAGIC = b"ustar  \x00"  # magic and version together, as old GNU tar writes them
 
 _OCTAL = b"01234567"
 _PAX_INT = re.compile(rb"-?[0-9]+")
@@ -57,10 +56,6 @@ class Member:
     devminor: int = 0
     pax: dict[str, bytes] = field(default_factory=dict)
     sparse: tuple[tuple[int, int], ...] | None = None
-
-    @property
-    def display(self) -> str:
-        return repr(self.name.decode("utf-8", "backslashreplace"))
 
 
 def checksum_ok(block: bytes) -> bool:
@@ -156,6 +151,9 @@ class TarReader:
         self._current: Member | None = None
         self._started = False  # content of the current member was (being) read
         self._globals: dict[str, bytes] = {}
+        #: Where a single zero block ended the archive with more headers after it (GNU tar stops
+        #: there too, with a warning).
+        self.lone_zero_block: int | None = None
 
     # --- low-level reading -----------------------------------------------------------------------
 
@@ -220,6 +218,8 @@ class TarReader:
                 if meta.longname is not None or meta.longlink is not None or meta.local is not None:
                     raise self.error(start, "the archive ends after a long-name or extended header")
                 # GNU tar stops at the first zero block, and takes a missing end marker quietly.
+                if block and (following := self._read(BLOCK)) and following != ZERO_BLOCK:
+                    self.lone_zero_block = offset
                 return None
             if len(block) < BLOCK:
                 raise self.error(offset, "the archive ends inside a header block (truncated?)")

@@ -10,7 +10,7 @@ import urllib.parse
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from dockerify.entry import Entry, FileType
+from dockerify.entry import ChunkReader, Entry, FileType
 from dockerify.errors import CorruptInput
 from dockerify.sources import posixacl
 from dockerify.sources.tarheader import Member, TarReader
@@ -37,10 +37,6 @@ _LOST = {
     "LIBARCHIVE.creationtime": "creation times (LIBARCHIVE.creationtime)",
     "SCHILY.acl.ace": "NFSv4 ACLs (SCHILY.acl.ace)",
 }
-
-
-def _raw(text: str) -> bytes:
-    return text.encode("utf-8", "surrogateescape")
 
 
 def show(name: bytes) -> str:
@@ -185,9 +181,15 @@ def tar_entries(fileobj: BinaryIO, where: str, *, check_links: bool = True) -> I
             symlinks.discard(path)
         yield entry
     notes.report()
+    if reader.lone_zero_block is not None:
+        log.warning(
+            "warning: %s: a lone zero block at byte %d ends the archive; what follows is not read (as in GNU tar)",
+            where,
+            reader.lone_zero_block,
+        )
 
 
-def _reader(reader: TarReader, member: Member):  # type: ignore[no-untyped-def]
+def _reader(reader: TarReader, member: Member) -> ChunkReader:
     def read() -> Iterator[tuple[int, bytes]]:
         return reader.content(member)
 

@@ -468,3 +468,12 @@ def test_missing_decoder_names_the_package(tmp_path) -> None:
     assert (
         proc.returncode != 0 and "lzop is required" in proc.stderr and "apt-get install lzop" in proc.stderr
     )
+
+
+def test_a_lone_zero_block_ends_the_archive_as_in_gnu_tar(tmp_path, caplog) -> None:
+    archive = tmp_path / "lone.tar"
+    archive.write_bytes(tc.member(b"a", b"1") + bytes(512) + tc.member(b"b", b"2") + tc.END)
+    gnu = subprocess.run(["tar", "-tf", str(archive)], capture_output=True, text=True)
+    assert gnu.stdout.split() == ["a"] and "lone zero block" in gnu.stderr
+    assert list(dockerify_tree(archive)) == [b"a"]
+    assert "lone zero block at byte 1024" in caplog.text
