@@ -155,7 +155,9 @@ def tar_entries(fileobj: BinaryIO, where: str, *, check_links: bool = True) -> I
                     "which is not a file earlier in the archive"
                 )
         xattrs = _xattrs(member, reader, notes)
-        mode = _apply_acls(member, member.mode, xattrs, notes)
+        mode = member.mode
+        if ftype not in (FileType.SYMLINK, FileType.HARDLINK):  # GNU tar sets no ACL on either
+            mode = _apply_acls(member, mode, xattrs, notes)
         is_reg = ftype is FileType.REG
         entry = Entry(
             path=path,

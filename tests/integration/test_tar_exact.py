@@ -477,3 +477,53 @@ def test_a_lone_zero_block_ends_the_archive_as_in_gnu_tar(tmp_path, caplog) -> N
     assert gnu.stdout.split() == ["a"] and "lone zero block" in gnu.stderr
     assert list(dockerify_tree(archive)) == [b"a"]
     assert "lone zero block at byte 1024" in caplog.text
+
+
+def _layer_blobs(layout: Path) -> list[Path]:
+    import json
+
+    index = json.loads((layout / "index.json").read_text())
+    digest = index["manifests"][0]["digest"].split(":")[1]
+    manifest = json.loads((layout / "blobs" / "sha256" / digest).read_text())
+    return [layout / "blobs" / "sha256" / layer["digest"].split(":")[1] for layer in manifest["layers"]]
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["times", "large-ids", "acls", "xattrs-schily", "pax-sparse-1.0", "old-gnu-sparse", "several-long-names"],
+)
+def test_layers_keep_every_value_read(tmp_path, root_user, name: str) -> None:
+    """The writer's side: what dockerify read goes into the layer, and GNU tar extracts the layer
+    to the same tree as the original archive (nanosecond, negative and post-2242 mtimes included)."""
+    archive = tmp_path / f"{name}.tar"
+    archive.write_bytes(CASES[name] + tc.END)
+    assert gnu_tar_extract(archive, tmp_path / "original").returncode == 0
+    dockerify(
+        "build", "-q", str(archive), "--platform", "linux/amd64", "--output", f"oci:{tmp_path / 'img'}:t"
+    )
+    if name == "acls":
+        # A layer holds ACLs as the kernel's system.posix_acl_* xattrs, which runtimes (and umoci)
+        # set as they are; GNU tar only sets ACLs from its own SCHILY.acl text.
+        require_tool("umoci")
+        subprocess.run(
+            ["umoci", "unpack", "--image", f"{tmp_path / 'img'}:t", str(tmp_path / "bundle")], check=True
+        )
+        unpacked = tmp_path / "bundle" / "rootfs"
+    else:
+        (layer,) = _layer_blobs(tmp_path / "img")
+        unpacked = tmp_path / "layer"
+        unpacked.mkdir()
+        subprocess.run(
+            [
+                "tar",
+                "--xattrs",
+                "--xattrs-include=*",
+                "--numeric-owner",
+                "-xpzf",
+                str(layer),
+                "-C",
+                str(unpacked),
+            ],
+            check=True,
+        )
+    assert _differences(directory_tree(tmp_path / "original"), directory_tree(unpacked)) == []
