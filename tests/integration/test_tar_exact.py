@@ -527,3 +527,24 @@ def test_layers_keep_every_value_read(tmp_path, root_user, name: str) -> None:
             check=True,
         )
     assert _differences(directory_tree(tmp_path / "original"), directory_tree(unpacked)) == []
+
+
+@pytest.mark.parametrize("ext", list(_COMPRESSORS))
+def test_tool_decoded_inputs_keep_the_bomb_limit_and_name_damage(tmp_path, ext: str) -> None:
+    argv, _package = _COMPRESSORS[ext]
+    require_tool(argv[0])
+    zeros = tmp_path / "zeros.tar"
+    zeros.write_bytes(tc.header(b"zeros", size=8 << 20) + bytes(8 << 20) + tc.END)
+    packed = subprocess.run([*argv, str(zeros)], capture_output=True, check=True).stdout
+    bomb = tmp_path / f"bomb.tar.{ext}"
+    bomb.write_bytes(packed)
+    args = ("build", "-q", str(bomb), "--platform", "linux/amd64", "--output", f"oci:{tmp_path / 'o'}")
+    proc = dockerify(*args, "--max-size", "1M", check=False)
+    assert proc.returncode == 1 and f"{bomb}: decompressed data exceeds the limit" in proc.stderr, proc.stderr
+    cut = tmp_path / f"cut.tar.{ext}"
+    cut.write_bytes(packed[: len(packed) // 2])
+    proc = dockerify("build", "-q", str(cut), "--platform", "linux/amd64", "--output", f"oci:{tmp_path / 'o'}",
+                     check=False)  # fmt: skip
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.startswith(f"dockerify: error: {cut}: "), proc.stderr
+    assert not (tmp_path / "o").exists()
