@@ -90,7 +90,7 @@ def _xattrs(member: Member, reader: TarReader, notes: _Notes) -> dict[str, bytes
     return out
 
 
-def _apply_acls(member: Member, mode: int, xattrs: dict[str, bytes], notes: _Notes) -> int:
+def _apply_acls(member: Member, is_dir: bool, mode: int, xattrs: dict[str, bytes], notes: _Notes) -> int:
     """Set the xattrs and mode the kernel would after GNU tar --acls set these ACLs."""
     for key, xattr in (
         ("SCHILY.acl.access", posixacl.ACCESS_XATTR),
@@ -111,7 +111,7 @@ def _apply_acls(member: Member, mode: int, xattrs: dict[str, bytes], notes: _Not
             mode = posixacl.apply_to_mode(entries, mode)
             if posixacl.minimal(entries):
                 continue  # the mode says it all: the kernel keeps no xattr
-        elif member.typeflag not in (b"5", b"D"):
+        elif not is_dir:
             continue  # only directories have default ACLs
         xattrs[xattr] = posixacl.to_xattr(entries)
     return mode
@@ -157,7 +157,7 @@ def tar_entries(fileobj: BinaryIO, where: str, *, check_links: bool = True) -> I
         xattrs = _xattrs(member, reader, notes)
         mode = member.mode
         if ftype not in (FileType.SYMLINK, FileType.HARDLINK):  # GNU tar sets no ACL on either
-            mode = _apply_acls(member, mode, xattrs, notes)
+            mode = _apply_acls(member, ftype is FileType.DIR, mode, xattrs, notes)
         is_reg = ftype is FileType.REG
         entry = Entry(
             path=path,
