@@ -182,7 +182,9 @@ CASES: dict[str, bytes] = {
     + tc.member(b"short", b"d", magic="gnu")
     + tc.long_name(b"other")
     + tc.member(b"name-in-header", b"e", magic="gnu"),
-    "long-link": tc.long_name(b"t" * 200, b"K") + tc.header(b"link", b"2", linkname=b"ignored", magic="gnu"),
+    "long-link": tc.long_name(b"first-target", b"K")
+    + tc.long_name(b"t" * 200, b"K")
+    + tc.header(b"link", b"2", linkname=b"ignored", magic="gnu"),
     "global-headers": tc.pax([(b"uid", b"42"), (b"mtime", b"1000.5")], b"g")
     + tc.member(b"a", b"1")
     + tc.pax([(b"gid", b"43")], b"g")
@@ -254,7 +256,7 @@ def test_gnu_tar_agrees(judge, name: str) -> None:
     judge(name, CASES[name] + tc.END)
 
 
-def test_libarchive_xattr_keys_as_bsdtar_extracts_them(judge) -> None:
+def test_libarchive_xattr_keys_as_bsdtar_extracts_them(judge, caplog) -> None:
     """GNU tar ignores LIBARCHIVE.xattr (URL-encoded name, base64 value); bsdtar is the judge."""
     recs = [
         (b"LIBARCHIVE.xattr.user.url%20encoded%C3%A9", b"AAEC/w"),  # unpadded base64 of 00 01 02 ff
@@ -263,6 +265,12 @@ def test_libarchive_xattr_keys_as_bsdtar_extracts_them(judge) -> None:
     ]
     tree = judge("libarchive", tc.pax(recs) + tc.member(b"file", b"x") + tc.END, extractor="bsdtar")
     assert dict(tree[b"file"][9]) == {"user.url encoded\xe9": b"\x00\x01\x02\xff", "user.padded": b"hi"}
+    assert "creation times (LIBARCHIVE.creationtime) not kept: 'file'" in caplog.text
+
+
+def test_file_flags_are_named_in_a_warning(judge, caplog) -> None:
+    judge("fflags", CASES["xattrs-schily"] + tc.END)
+    assert "file flags (chflags/chattr, SCHILY.fflags) not kept: 'file'" in caplog.text
 
 
 def test_last_headers_win(judge) -> None:
