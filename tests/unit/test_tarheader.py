@@ -181,7 +181,11 @@ def test_acl_text_to_kernel_xattr() -> None:
 def test_acls_on_symlinks_are_ignored_as_gnu_tar_does() -> None:
     acl = [(b"SCHILY.acl.access", b"user::rwx,user:5:r--,group::r-x,mask::r--,other::---")]
     (link, file) = _entries(
-        tc.pax(acl) + tc.header(b"l", b"2", linkname=b"t", mode=0o777) + tc.pax(acl) + tc.member(b"f") + tc.END
+        tc.pax(acl)
+        + tc.header(b"l", b"2", linkname=b"t", mode=0o777)
+        + tc.pax(acl)
+        + tc.member(b"f")
+        + tc.END
     )
     assert (link.mode, link.xattrs) == (0o777, {})
     assert file.mode == 0o740 and set(file.xattrs) == {"system.posix_acl_access"}
