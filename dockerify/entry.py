@@ -42,6 +42,8 @@ class Entry:
     (mask 0o7777), never the type bits. For HARDLINK, `linkname` is the path of the first entry
     of the group (which is a REG entry earlier in the stream); for SYMLINK it is the target.
     `sparse` lists the data regions (offset, length) of a file with holes, None for dense files.
+    `mtime_nsec` is the sub-second part of the mtime (0..999999999) where the source has one
+    (tar PAX times); `mtime` is floored, so -1.5 s is mtime -2 and mtime_nsec 500000000.
     """
 
     path: bytes
@@ -57,6 +59,7 @@ class Entry:
     xattrs: dict[str, bytes] = field(default_factory=dict)
     sparse: tuple[tuple[int, int], ...] | None = None
     reader: ChunkReader | None = None
+    mtime_nsec: int = 0
 
     def chunks(self) -> Iterator[tuple[int, bytes]]:
         if self.type is not FileType.REG or self.reader is None or self.size == 0:

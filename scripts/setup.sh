@@ -14,6 +14,7 @@ PACKAGES=(
   e2fsprogs dosfstools mtools fdisk util-linux attr libcap2-bin
   qemu-user-static binfmt-support qemu-system-x86 qemu-system-arm
   pigz zstd xz-utils bzip2 gzip cpio tar time apache2-utils
+  lz4 lzip lzop ncompress libarchive-tools acl
   busybox-static gcc-arm-linux-gnueabihf gcc-aarch64-linux-gnu gcc libc6-dev
   libc6-dev-armhf-cross libc6-dev-arm64-cross binutils debootstrap
   fakeroot seabios openssl curl python3-pip ca-certificates

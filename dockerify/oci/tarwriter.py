@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from dockerify.entry import Entry, FileType
-from dockerify.errors import DockerifyError
+from dockerify.errors import CorruptInput, DockerifyError
 
 BLOCK = 512
 
@@ -30,6 +30,20 @@ def _octal(value: int, width: int) -> bytes:
     if len(digits) > width - 1:
         raise ValueError("octal field overflow")
     return digits.rjust(width - 1, b"0") + b"\0"
+
+
+def _base256(value: int, width: int) -> bytes:
+    """GNU's binary form for numbers octal cannot hold: a 0x80 lead byte, big-endian. GNU tar,
+    libarchive, Go and Python read it; PAX has no standard device keys (GNU tar ignores star's)."""
+    if value >= 1 << (8 * width - 2):
+        raise CorruptInput(f"device number {value} is too large for a tar header")
+    raw = bytearray(value.to_bytes(width, "big"))
+    raw[0] |= 0x80
+    return bytes(raw)
+
+
+def _number(value: int, width: int) -> bytes:
+    return _octal(value, width) if _fits(value, width) else _base256(value, width)
 
 
 def _fits(value: int, width: int) -> bool:
@@ -73,10 +87,34 @@ def _ustar_header(
     hdr[156:157] = typeflag
     hdr[157:257] = linkname[:100].ljust(100, b"\0")
     hdr[257:265] = b"ustar\x0000"
-    hdr[329:337] = _octal(devmajor, 8)
-    hdr[337:345] = _octal(devminor, 8)
+    hdr[329:337] = _number(devmajor, 8)
+    hdr[337:345] = _number(devminor, 8)
     hdr[148:156] = b"%06o\0 " % sum(hdr)
     return bytes(hdr)
+
+
+def pax_time(seconds: int, nsec: int) -> bytes:
+    """`[-]SECONDS[.FRACTION]`, the shortest exact form (readers floor it back to seconds+nsec)."""
+    total = seconds * 1_000_000_000 + nsec
+    sign = b"-" if total < 0 else b""
+    whole, frac = divmod(abs(total), 1_000_000_000)
+    text = sign + str(whole).encode()
+    if frac:
+        text += b"." + b"%09d" % frac
+        text = text.rstrip(b"0")
+    return text
+
+
+def _check_writable(entry: Entry) -> None:
+    """Values no tar header can hold are refused before a byte is written."""
+    for what, value in (("name", entry.path), ("link target", entry.linkname)):
+        if b"\x00" in value:
+            raise CorruptInput(f"{entry.name!r}: the {what} has a NUL byte inside; tar cannot store it")
+    for key in entry.xattrs:
+        if "\x00" in key or "=" in key or not key:
+            raise CorruptInput(f"{entry.name!r}: the xattr name {key!r} cannot be stored in a PAX header")
+    if entry.uid < 0 or entry.gid < 0 or entry.devmajor < 0 or entry.devminor < 0:
+        raise CorruptInput(f"{entry.name!r}: negative owner or device numbers cannot be stored in tar")
 
 
 def tar_name(entry: Entry) -> bytes:
@@ -89,6 +127,7 @@ def header(entry: Entry, *, mtime: int, sparse_body: int | None = None) -> bytes
     """The header blocks for `entry`: a PAX extended header when needed, then the ustar header."""
     if entry.type is FileType.SOCKET:  # callers leave sockets out (entry.skip_sockets)
         raise DockerifyError(f"/{entry.name}: a socket cannot be stored in tar", hint="leave it out")
+    _check_writable(entry)
     name = tar_name(entry)
     size = entry.size if entry.type is FileType.REG else 0
     pax: list[tuple[bytes, bytes]] = []
@@ -113,6 +152,10 @@ def header(entry: Entry, *, mtime: int, sparse_body: int | None = None) -> bytes
         pax.append((b"gid", str(entry.gid).encode()))
     if not _fits(size, 12):
         pax.append((b"size", str(size).encode()))
+    # Sub-second times only while the time is the entry's own (a clamped time has no fraction).
+    nsec = entry.mtime_nsec if mtime == entry.mtime else 0
+    if nsec or not _fits(mtime, 12):
+        pax.append((b"mtime", pax_time(mtime, nsec)))
     for key in sorted(entry.xattrs):
         pax.append((b"SCHILY.xattr." + key.encode(), entry.xattrs[key]))
     if any(not v.isascii() or b"\n" in v for k, v in pax if not k.startswith(b"SCHILY")):
@@ -123,11 +166,12 @@ def header(entry: Entry, *, mtime: int, sparse_body: int | None = None) -> bytes
                     v.decode("utf-8")
         except UnicodeDecodeError:
             pax.insert(0, (b"hdrcharset", b"BINARY"))
+    ustar_mtime = mtime if _fits(mtime, 12) else 0
     out = b""
     if pax:
         body = b"".join(_pax_record(k, v) for k, v in pax)
         pax_name = b"PaxHeaders/" + ustar_name.rstrip(b"/").rsplit(b"/", 1)[-1][:80]
-        out = _ustar_header(pax_name, b"x", mode=0o644, uid=0, gid=0, size=len(body), mtime=mtime)
+        out = _ustar_header(pax_name, b"x", mode=0o644, uid=0, gid=0, size=len(body), mtime=ustar_mtime)
         out += body + _pad(len(body))
     out += _ustar_header(
         ustar_name,
@@ -136,7 +180,7 @@ def header(entry: Entry, *, mtime: int, sparse_body: int | None = None) -> bytes
         uid=entry.uid if _fits(entry.uid, 8) else 0,
         gid=entry.gid if _fits(entry.gid, 8) else 0,
         size=size if _fits(size, 12) else 0,
-        mtime=mtime,
+        mtime=ustar_mtime,
         linkname=link,
         devmajor=entry.devmajor,
         devminor=entry.devminor,
@@ -181,8 +225,6 @@ def entry_blocks(entry: Entry, *, mtime: int) -> Iterator[bytes]:
 
 def _check_length(entry: Entry, got: int, want: int) -> None:
     if got != want:
-        from dockerify.errors import CorruptInput
-
         raise CorruptInput(f"{entry.name}: content is {got} bytes, its header says {want}")
 
 

@@ -1,4 +1,8 @@
-"""Decompress gzip, xz, bzip2, zstd and zip inputs as forward-only streams or as disk images.
+"""Decompress gzip, xz, bzip2, zstd, zip, compress (.Z), lzip, lz4 and lzop inputs as
+forward-only streams or as disk images.
+
+The first four and zip are decoded in-process; .Z, lzip, lz4 and lzop through their Debian tools
+(gzip, lzip, lz4, lzop), whose output streams through the same size-limited reader.
 
 Every decoder counts what it produces and stops at a size limit, so a small hostile input cannot
 fill the disk or memory (a decompression bomb). Damaged inputs raise CorruptInput naming the file;
@@ -10,8 +14,11 @@ from __future__ import annotations
 import bz2
 import contextlib
 import io
+import logging
 import lzma
 import os
+import shutil
+import subprocess
 import tempfile
 import zipfile
 import zlib
@@ -22,15 +29,35 @@ from typing import BinaryIO, Protocol
 import zstandard
 
 from dockerify.entry import CHUNK
-from dockerify.errors import CorruptInput
+from dockerify.errors import CorruptInput, NotFound
+from dockerify.run import scrubbed_env
+
+log = logging.getLogger("dockerify")
 
 GZIP_MAGIC = b"\x1f\x8b"
 XZ_MAGIC = b"\xfd7zXZ\x00"
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 BZIP2_MAGIC = b"BZh"
 ZIP_MAGICS = (b"PK\x03\x04", b"PK\x05\x06")  # a local file header, or the end record of an empty zip
-#: Zstandard skippable frames: magic 0x184D2A50..0x184D2A5F, little-endian.
+#: Zstandard skippable frames: magic 0x184D2A50..0x184D2A5F, little-endian. LZ4 frames use the
+#: very same skippable range, so what follows them decides between the two.
 ZSTD_SKIPPABLE_TAIL = b"\x2a\x4d\x18"
+COMPRESS_MAGIC = b"\x1f\x9d"  # compress(1), LZW
+LZIP_MAGIC = b"LZIP"
+LZ4_MAGIC = b"\x04\x22\x4d\x18"  # LZ4 frame 0x184D2204
+LZ4_LEGACY_MAGIC = b"\x02\x21\x4c\x18"  # the legacy lz4 format, 0x184C2102
+LZOP_MAGIC = b"\x89LZO\x00\r\n\x1a\n"
+
+#: Skippable frames looked past when telling zstd from lz4 (hostile files can hold millions).
+MAX_SKIPPABLE = 1024
+
+#: Formats decoded by an external tool: its command line and the Debian package providing it.
+TOOL_FORMATS: dict[str, tuple[tuple[str, ...], str]] = {
+    "compress": (("gzip", "-dc"), "gzip"),  # gzip decodes .Z; ncompress is only needed to write it
+    "lzip": (("lzip", "-dc"), "lzip"),
+    "lz4": (("lz4", "-dc"), "lz4"),
+    "lzop": (("lzop", "-dc"), "lzop"),
+}
 
 #: Disk images are written sparsely: all-zero blocks of this size become holes.
 SPARSE_BLOCK = 64 << 10
@@ -40,17 +67,27 @@ BOMB_HINT = "raise it with --max-size"
 
 
 def detect(head: bytes) -> str:
-    """The compression format of a file from its first bytes (at least 6 for xz)."""
+    """The compression format of a file from its first bytes (at least 9 for lzop)."""
     if head.startswith(GZIP_MAGIC):
         return "gzip"
     if head.startswith(XZ_MAGIC):
         return "xz"
-    if head.startswith(ZSTD_MAGIC) or _is_zstd_skippable(head):
+    if head.startswith(ZSTD_MAGIC):
         return "zstd"
+    if head.startswith((LZ4_MAGIC, LZ4_LEGACY_MAGIC)):
+        return "lz4"
+    if _is_zstd_skippable(head):
+        return _after_skippable(head)
     if head.startswith(BZIP2_MAGIC) and head[3:4].isdigit() and head[3:4] != b"0":
         return "bzip2"
     if head.startswith(ZIP_MAGICS):
         return "zip"
+    if head.startswith(COMPRESS_MAGIC):
+        return "compress"
+    if head.startswith(LZIP_MAGIC):
+        return "lzip"
+    if head.startswith(LZOP_MAGIC):
+        return "lzop"
     return "none"
 
 
@@ -58,29 +95,69 @@ def _is_zstd_skippable(head: bytes) -> bool:
     return len(head) >= 4 and head[0] & 0xF0 == 0x50 and head[1:4] == ZSTD_SKIPPABLE_TAIL
 
 
+def _after_skippable(head: bytes) -> str:
+    """zstd or lz4: the first frame after the skippable ones says which (zstd when `head` ends
+    before that frame; `sniff` reads far enough)."""
+    pos = 0
+    while _is_zstd_skippable(head[pos : pos + 4]) and len(head) >= pos + 8:
+        pos += 8 + int.from_bytes(head[pos + 4 : pos + 8], "little")
+    if head[pos : pos + 4] in (LZ4_MAGIC, LZ4_LEGACY_MAGIC):
+        return "lz4"
+    return "zstd"
+
+
+def sniff(f: BinaryIO) -> str:
+    """The compression format of a seekable file, looking past skippable frames when there are."""
+    f.seek(0)
+    head = f.read(16)
+    fmt = detect(head)
+    if _is_zstd_skippable(head):
+        pos, frame = 0, head[:8]
+        for _ in range(MAX_SKIPPABLE):
+            if not (_is_zstd_skippable(frame) and len(frame) == 8):
+                break
+            pos += 8 + int.from_bytes(frame[4:8], "little")
+            f.seek(pos)
+            frame = f.read(8)
+        fmt = "lz4" if frame[:4] in (LZ4_MAGIC, LZ4_LEGACY_MAGIC) else "zstd"
+    f.seek(0)
+    return fmt
+
+
 @contextlib.contextmanager
 def open_stream(path: str, max_size: int) -> Iterator[BinaryIO]:
     """A forward-only reader of the decompressed content of `path` (or of `path` itself)."""
     with open(path, "rb") as src:
-        fmt = detect(src.read(8))
-        src.seek(0)
+        fmt = sniff(src)
         if fmt == "none":
             yield src
             return
         if fmt == "zip":
-            with _zip_member(path, src) as member:
-                yield _reader(_guarded(_copy_chunks(member), path, "zip"), path, max_size)
+            with (
+                _zip_member(path, src) as member,
+                _closing(_reader(_guarded(_copy_chunks(member), path, "zip"), path, max_size)) as stream,
+            ):
+                yield stream
             return
-        yield _reader(_decompress_chunks(fmt, src, path), path, max_size)
+        with _closing(_reader(_decompress_chunks(fmt, src, path), path, max_size)) as stream:
+            yield stream
+
+
+@contextlib.contextmanager
+def _closing(stream: BinaryIO) -> Iterator[BinaryIO]:
+    # Closing the reader closes the decoder's generator, which stops a decoding tool at once.
+    try:
+        yield stream
+    finally:
+        stream.close()
 
 
 @contextlib.contextmanager
 def open_disk_image(path: str, max_size: int) -> Iterator[tuple[BinaryIO, int]]:
     """A random-access view of a disk image: the file itself, or a sparse decompressed temp copy."""
     with open(path, "rb") as src:
-        fmt = detect(src.read(8))
+        fmt = sniff(src)
         if fmt == "none":
-            src.seek(0)
             yield src, os.fstat(src.fileno()).st_size
             return
     # TemporaryFile is unlinked at once: nothing stays behind in $TMPDIR, even after a crash.
@@ -128,6 +205,12 @@ class _ChunkStream(io.RawIOBase):
     def readable(self) -> bool:
         return True
 
+    def close(self) -> None:
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+        super().close()
+
     def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
         while not self._pending:
             chunk = next(self._chunks, None)
@@ -159,12 +242,15 @@ _DECODER_ERRORS: dict[str, tuple[type[Exception], ...]] = {
     "bzip2": (OSError,),
     "zstd": (zstandard.ZstdError,),
     "zip": (zipfile.BadZipFile, zlib.error, EOFError, OSError),
+    **{fmt: () for fmt in TOOL_FORMATS},  # a tool's failure is reported by _tool_chunks itself
 }
 
 
 def _decompress_chunks(fmt: str, src: BinaryIO, path: str) -> Iterator[bytes]:
     if fmt == "zstd":
         return _guarded(_zstd_chunks(src, path), path, fmt)
+    if fmt in TOOL_FORMATS:
+        return _tool_chunks(fmt, src, path)
     return _guarded(_member_chunks(_FORMATS[fmt], src, path), path, fmt)
 
 
@@ -392,6 +478,49 @@ def _zstd_frame_header(data: _Input, path: str) -> bytes:
     dictionary_id_size = (0, 1, 2, 4)[fhd & 0x03]
     content_size_size = (1 if single_segment else 0, 2, 4, 8)[fhd >> 6]
     return descriptor + data.take(window_size + dictionary_id_size + content_size_size)
+
+
+# --- compress, lzip, lz4, lzop: through their tools ---------------------------------------------------
+
+
+def check_tool(fmt: str, path: str) -> str:
+    """The tool that decodes `fmt`, or a NotFound naming the package to install."""
+    argv, package = TOOL_FORMATS[fmt]
+    exe = shutil.which(argv[0])
+    if exe is None:
+        raise NotFound(
+            f"{path}: {argv[0]} is required to read {fmt} data", hint=f"install it: apt-get install {package}"
+        )
+    return exe
+
+
+def _tool_chunks(fmt: str, src: BinaryIO, path: str) -> Iterator[bytes]:
+    argv = (check_tool(fmt, path), *TOOL_FORMATS[fmt][0][1:])
+    return _run_tool(argv, fmt, src, path)
+
+
+def _run_tool(argv: tuple[str, ...], fmt: str, src: BinaryIO, path: str) -> Iterator[bytes]:
+    log.debug("+ %s < %s", " ".join(argv), path)
+    # The tool reads the file through a descriptor of its own: `src` is buffered, so its
+    # descriptor's position is not where its seek() put it.
+    # stderr goes to a file: a pipe nobody reads could fill up and stall the tool.
+    with open(os.dup(src.fileno()), "rb", buffering=0) as stdin, tempfile.TemporaryFile() as err:
+        os.lseek(stdin.fileno(), 0, os.SEEK_SET)
+        proc = subprocess.Popen(argv, stdin=stdin, stdout=subprocess.PIPE, stderr=err, env=scrubbed_env())
+        assert proc.stdout is not None
+        try:
+            while data := proc.stdout.read(CHUNK):
+                yield data
+            if proc.wait() != 0:
+                err.seek(0)
+                lines = err.read().decode(errors="replace").strip().splitlines()
+                detail = lines[-1] if lines else f"exit status {proc.returncode}"
+                raise CorruptInput(f"{path}: corrupt {fmt} data ({os.path.basename(argv[0])}: {detail})")
+        finally:
+            proc.stdout.close()
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
 
 
 # --- zip ------------------------------------------------------------------------------------------

@@ -4,29 +4,39 @@ hostile names: absolute paths, `..`, links that leave the archive, writes throug
 from __future__ import annotations
 
 import base64
-import tarfile
+import binascii
+import logging
+import urllib.parse
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from dockerify.entry import CHUNK, Entry, FileType
+from dockerify.entry import ChunkReader, Entry, FileType
 from dockerify.errors import CorruptInput
+from dockerify.sources import posixacl
+from dockerify.sources.tarheader import Member, TarReader
+
+log = logging.getLogger("dockerify")
 
 _TYPES = {
-    tarfile.REGTYPE: FileType.REG,
-    tarfile.AREGTYPE: FileType.REG,
-    tarfile.CONTTYPE: FileType.REG,
-    tarfile.GNUTYPE_SPARSE: FileType.REG,
-    tarfile.DIRTYPE: FileType.DIR,
-    tarfile.SYMTYPE: FileType.SYMLINK,
-    tarfile.LNKTYPE: FileType.HARDLINK,
-    tarfile.CHRTYPE: FileType.CHAR,
-    tarfile.BLKTYPE: FileType.BLOCK,
-    tarfile.FIFOTYPE: FileType.FIFO,
+    b"0": FileType.REG,
+    b"\x00": FileType.REG,
+    b"7": FileType.REG,  # contiguous file: a regular file everywhere but on Masscomp
+    b"S": FileType.REG,  # old GNU sparse
+    b"1": FileType.HARDLINK,
+    b"2": FileType.SYMLINK,
+    b"3": FileType.CHAR,
+    b"4": FileType.BLOCK,
+    b"5": FileType.DIR,
+    b"D": FileType.DIR,  # GNU dumpdir: a directory whose content lists its entries
+    b"6": FileType.FIFO,
 }
 
-
-def _raw(text: str) -> bytes:
-    return text.encode("utf-8", "surrogateescape")
+#: PAX records that say something a layer cannot hold: dropped with one warning per kind.
+_LOST = {
+    "SCHILY.fflags": "file flags (chflags/chattr, SCHILY.fflags)",
+    "LIBARCHIVE.creationtime": "creation times (LIBARCHIVE.creationtime)",
+    "SCHILY.acl.ace": "NFSv4 ACLs (SCHILY.acl.ace)",
+}
 
 
 def show(name: bytes) -> str:
@@ -45,38 +55,66 @@ def normalize(name: bytes, where: str, what: str = "member") -> bytes:
     return b"/".join(parts) or b"."
 
 
-def _xattrs(member: tarfile.TarInfo) -> dict[str, bytes]:
+class _Notes:
+    """Warnings gathered over one archive, one line per kind at the end."""
+
+    def __init__(self, where: str) -> None:
+        self.where = where
+        self.kinds: dict[str, list[bytes]] = {}
+
+    def add(self, kind: str, name: bytes) -> None:
+        self.kinds.setdefault(kind, []).append(name)
+
+    def report(self) -> None:
+        for kind, names in self.kinds.items():
+            more = f" and {len(names) - 1} more" if len(names) > 1 else ""
+            log.warning("warning: %s: %s: %s%s", self.where, kind, show(names[0]), more)
+
+
+def _xattrs(member: Member, reader: TarReader, notes: _Notes) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
-    for key, value in member.pax_headers.items():
+    for key, value in member.pax.items():
         if key.startswith("SCHILY.xattr."):
-            out[key[len("SCHILY.xattr.") :]] = _raw(value)
+            out[key[len("SCHILY.xattr.") :]] = value
         elif key.startswith("LIBARCHIVE.xattr."):
-            name = base64.urlsafe_b64decode(key[len("LIBARCHIVE.xattr.") :] + "==").decode(
-                "utf-8", "surrogateescape"
-            )
-            out[name] = base64.b64decode(value)
+            # libarchive: the name is URL-encoded, the value base64 (padding optional).
+            name = urllib.parse.unquote_to_bytes(key[len("LIBARCHIVE.xattr.") :])
+            try:
+                out[name.decode("utf-8", "surrogateescape")] = base64.b64decode(
+                    value + b"=" * (-len(value) % 4), validate=True
+                )
+            except binascii.Error:
+                raise reader.error(member.offset, f"PAX record {key} is not base64", member.name) from None
+        elif key in _LOST:
+            notes.add(_LOST[key] + " not kept", member.name)
     return out
 
 
-def _reader(tar: tarfile.TarFile, member: tarfile.TarInfo, regions: tuple[tuple[int, int], ...] | None):
-    def read() -> Iterator[tuple[int, bytes]]:
-        f = tar.extractfile(member)
-        assert f is not None
-        # In stream mode the buffered wrapper cannot seek, but the raw member view can skip
-        # holes by position (the underlying stream only ever moves forward).
-        f = getattr(f, "raw", f)
-        spans = regions if regions is not None else ((0, member.size),)
-        for offset, length in spans:
-            f.seek(offset)
-            done = 0
-            while done < length:
-                data = f.read(min(CHUNK, length - done))
-                if not data:
-                    raise CorruptInput(f"{member.name}: content ends early")
-                yield offset + done, data
-                done += len(data)
-
-    return read
+def _apply_acls(member: Member, is_dir: bool, mode: int, xattrs: dict[str, bytes], notes: _Notes) -> int:
+    """Set the xattrs and mode the kernel would after GNU tar --acls set these ACLs."""
+    for key, xattr in (
+        ("SCHILY.acl.access", posixacl.ACCESS_XATTR),
+        ("SCHILY.acl.default", posixacl.DEFAULT_XATTR),
+    ):
+        text = member.pax.get(key)
+        if text is None:
+            continue
+        xattrs.pop(xattr, None)
+        if not text.strip():
+            continue
+        try:
+            entries = posixacl.parse(text.decode("utf-8", "surrogateescape"))
+        except posixacl.AclError as e:
+            notes.add(f"ACLs that cannot be set, left out ({e})", member.name)
+            continue
+        if xattr == posixacl.ACCESS_XATTR:
+            mode = posixacl.apply_to_mode(entries, mode)
+            if posixacl.minimal(entries):
+                continue  # the mode says it all: the kernel keeps no xattr
+        elif not is_dir:
+            continue  # only directories have default ACLs
+        xattrs[xattr] = posixacl.to_xattr(entries)
+    return mode
 
 
 def tar_entries(fileobj: BinaryIO, where: str, *, check_links: bool = True) -> Iterator[Entry]:
@@ -84,52 +122,80 @@ def tar_entries(fileobj: BinaryIO, where: str, *, check_links: bool = True) -> I
     link may name a file of a lower layer."""
     files: set[bytes] = set()
     symlinks: set[bytes] = set()
-    try:
-        tar = tarfile.open(fileobj=fileobj, mode="r|", encoding="utf-8", errors="surrogateescape")
-        for member in tar:
-            ftype = _TYPES.get(member.type)
-            path = normalize(_raw(member.name), where)
-            if ftype is None:
-                raise CorruptInput(f"{where}: member {member.name!r} has unsupported type {member.type!r}")
-            _check_parents(path, symlinks, where)
-            linkname = _raw(member.linkname)
-            if ftype is FileType.HARDLINK:
-                linkname = normalize(linkname, where, f"hard link {show(path)} -> target")
-                if check_links and linkname not in files:
-                    raise CorruptInput(
-                        f"{where}: member {show(path)} is a hard link to {member.linkname!r}, "
-                        "which is not a file earlier in the archive"
-                    )
-            regions = None
-            sparse_map: list[tuple[int, int]] | None = getattr(member, "sparse", None)
-            if sparse_map is not None:
-                regions = tuple((o, n) for o, n in sparse_map if n > 0)
-            entry = Entry(
-                path=path,
-                type=ftype,
-                mode=member.mode & 0o7777,
-                uid=member.uid,
-                gid=member.gid,
-                mtime=int(member.mtime),
-                size=member.size if ftype is FileType.REG else 0,
-                linkname=linkname if ftype in (FileType.SYMLINK, FileType.HARDLINK) else b"",
-                devmajor=member.devmajor if ftype in (FileType.CHAR, FileType.BLOCK) else 0,
-                devminor=member.devminor if ftype in (FileType.CHAR, FileType.BLOCK) else 0,
-                xattrs=_xattrs(member),
-                sparse=regions,
+    reader = TarReader(fileobj, where)
+    notes = _Notes(where)
+    for member in reader:
+        ftype = _TYPES.get(member.typeflag)
+        if member.typeflag == b"V":
+            notes.add("volume header skipped", member.name)
+            continue
+        if member.typeflag == b"M":
+            raise reader.error(
+                member.offset,
+                "continues a file from another volume (multi-volume archives are not read)",
+                member.name,
             )
-            if ftype is FileType.REG:
-                entry.reader = _reader(tar, member, regions)
-                files.add(path)
-            elif ftype is FileType.SYMLINK:
-                symlinks.add(path)
-            else:
-                symlinks.discard(path)
-            yield entry
-    except tarfile.TarError as e:
-        raise CorruptInput(f"{where}: not a valid tar stream: {e}") from None
-    except EOFError:
-        raise CorruptInput(f"{where}: tar stream ends early (truncated?)") from None
+        if ftype is None:
+            # GNU tar extracts members of unknown type as regular files, with a warning.
+            notes.add(
+                f"unknown file type {member.typeflag.decode('latin-1')!r}, read as a regular file",
+                member.name,
+            )
+            ftype = FileType.REG
+        if ftype is FileType.REG and member.name.endswith(b"/") and member.typeflag in (b"0", b"\x00", b"7"):
+            ftype = FileType.DIR  # old archives mark directories by the slash alone, and GNU tar agrees
+        path = normalize(member.name, where)
+        _check_parents(path, symlinks, where)
+        linkname = member.linkname
+        if ftype is FileType.HARDLINK:
+            linkname = normalize(linkname, where, f"hard link {show(path)} -> target")
+            if check_links and linkname not in files:
+                raise CorruptInput(
+                    f"{where}: member {show(path)} is a hard link to {show(member.linkname)}, "
+                    "which is not a file earlier in the archive"
+                )
+        xattrs = _xattrs(member, reader, notes)
+        mode = member.mode
+        if ftype not in (FileType.SYMLINK, FileType.HARDLINK):  # GNU tar sets no ACL on either
+            mode = _apply_acls(member, ftype is FileType.DIR, mode, xattrs, notes)
+        is_reg = ftype is FileType.REG
+        entry = Entry(
+            path=path,
+            type=ftype,
+            mode=mode,
+            uid=member.uid,
+            gid=member.gid,
+            mtime=member.mtime,
+            mtime_nsec=member.mtime_nsec,
+            size=member.size if is_reg else 0,
+            linkname=linkname if ftype in (FileType.SYMLINK, FileType.HARDLINK) else b"",
+            devmajor=member.devmajor,
+            devminor=member.devminor,
+            xattrs=xattrs,
+            sparse=member.sparse if is_reg else None,
+        )
+        if is_reg:
+            entry.reader = _reader(reader, member)
+            files.add(path)
+        elif ftype is FileType.SYMLINK:
+            symlinks.add(path)
+        else:
+            symlinks.discard(path)
+        yield entry
+    notes.report()
+    if reader.lone_zero_block is not None:
+        log.warning(
+            "warning: %s: a lone zero block at byte %d ends the archive; what follows is not read (as in GNU tar)",
+            where,
+            reader.lone_zero_block,
+        )
+
+
+def _reader(reader: TarReader, member: Member) -> ChunkReader:
+    def read() -> Iterator[tuple[int, bytes]]:
+        return reader.content(member)
+
+    return read
 
 
 def _check_parents(path: bytes, symlinks: set[bytes], where: str) -> None:

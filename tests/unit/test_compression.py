@@ -310,3 +310,31 @@ def test_disk_image_zip_bomb_and_crc(tmp_path: Path, private_tmpdir: Path) -> No
     with pytest.raises(CorruptInput, match=f"^{stored}: corrupt zip data"):
         with open_disk_image(str(stored), BIG):
             pass
+
+
+@pytest.mark.parametrize(
+    ("head", "fmt"),
+    [
+        (b"\x1f\x9d\x90", "compress"),
+        (b"LZIP\x01\x0c", "lzip"),
+        (b"\x04\x22\x4d\x18\x64\x40", "lz4"),
+        (b"\x02\x21\x4c\x18", "lz4"),
+        (b"\x89LZO\x00\r\n\x1a\n\x10", "lzop"),
+        (b"\x1f\x8b\x08", "gzip"),
+    ],
+)
+def test_detect_more_magics(head: bytes, fmt: str) -> None:
+    assert detect(head) == fmt
+
+
+@pytest.mark.parametrize(("after", "fmt"), [(b"\x04\x22\x4d\x18", "lz4"), (b"\x28\xb5\x2f\xfd", "zstd")])
+def test_skippable_frames_shared_by_lz4_and_zstd(after: bytes, fmt: str) -> None:
+    """0x184D2A50..5F start skippable frames in both formats: the frame after them decides."""
+    import io
+
+    frames = b"".join(
+        bytes([0x50 + i]) + b"\x2a\x4d\x18" + (100).to_bytes(4, "little") + bytes(100) for i in range(3)
+    )
+    data = frames + after + bytes(20)
+    assert compression.sniff(io.BytesIO(data)) == fmt  # past a 16-byte head: read from the file
+    assert detect(data) == fmt
