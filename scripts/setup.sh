@@ -40,3 +40,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 
 python3 -m pip install -q --disable-pip-version-check -e ".[test]"
+
+# Debian 13's Docker 26, buildx, cosign and oras for the buildx tier (unpacked under
+# /opt/dockerify-trixie on Debian 12, the native packages on Debian 13).
+bash scripts/trixie.sh

@@ -105,11 +105,13 @@ def cmd_pull_artifact(args: argparse.Namespace) -> int:
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
-    from dockerify.registry.signing import keygen, read_password
+    from dockerify.registry.signing import read_password
+    from dockerify.trust.keys import Algorithm, KeyFormat, keygen
 
     password = read_password("for the new private key", confirm=True)
-    key, pub = keygen(args.output_key_prefix, password, force=args.force)
-    log.info("private key written to %s, public key to %s", key, pub)
+    fmt, algorithm = KeyFormat(args.format), Algorithm(args.algorithm)
+    key, pub = keygen(args.output_key_prefix, password, force=args.force, fmt=fmt, algorithm=algorithm)
+    log.info("private key (%s format) written to %s, public key to %s", fmt.value, key, pub)
     print(pub)
     return 0
 
@@ -117,9 +119,15 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 def cmd_sign(args: argparse.Namespace) -> int:
     from dockerify.registry.signing import sign, signature_tag
 
-    for digest in sign(args.reference, args.key, args.recursive, _options(args), args.identity):
-        log.info("signed %s (%s)", digest, signature_tag(digest))
-        print(digest)
+    for signed in sign(
+        args.reference, args.key, args.recursive, _options(args), args.identity, referrers=args.referrers
+    ):
+        where = "a referrer" if args.referrers else signature_tag(signed.digest)
+        if signed.added:
+            log.info("signed %s (%s)", signed.digest, where)
+        else:
+            log.info("%s: already signed with this key (%s); nothing added", signed.digest, where)
+        print(signed.digest)
     return 0
 
 
@@ -216,12 +224,27 @@ def register(sub: argparse._SubParsersAction, common: Common) -> None:
     common(p)
     p.set_defaults(func=cmd_pull_artifact)
 
+    from dockerify.trust.keys import Algorithm, KeyFormat
+
     p = sub.add_parser(
         "keygen",
-        help="make an ECDSA P-256 key pair for signing (password from a prompt or DOCKERIFY_KEY_PASSWORD)",
+        help="make a key pair for signing (password from a prompt, DOCKERIFY_KEY_PASSWORD or COSIGN_PASSWORD)",
     )
     p.add_argument(
         "--output-key-prefix", default="dockerify", metavar="PREFIX", help="writes PREFIX.key and PREFIX.pub"
+    )
+    p.add_argument(
+        "--format",
+        choices=[f.value for f in KeyFormat],
+        default=KeyFormat.COSIGN.value,
+        help="private key file format: cosign's ENCRYPTED SIGSTORE PRIVATE KEY (default; `cosign sign "
+        "--key` reads it) or PKCS#8 ENCRYPTED PRIVATE KEY (openssl reads it)",
+    )
+    p.add_argument(
+        "--algorithm",
+        choices=[a.value for a in Algorithm],
+        default=Algorithm.ECDSA_P256.value,
+        help="key algorithm (default ECDSA P-256, as cosign generate-key-pair)",
     )
     p.add_argument("--force", action="store_true", help="overwrite existing key files")
     common(p)
@@ -229,8 +252,19 @@ def register(sub: argparse._SubParsersAction, common: Common) -> None:
 
     p = sub.add_parser("sign", help="sign an image (registry or oci:DIR) in cosign's format")
     p.add_argument("reference", metavar="REF")
-    p.add_argument("--key", required=True, metavar="KEY", help="private key from `dockerify keygen`")
+    p.add_argument(
+        "--key",
+        required=True,
+        metavar="KEY",
+        help="private key from `dockerify keygen` or `cosign generate-key-pair`",
+    )
     p.add_argument("--recursive", action="store_true", help="also sign every platform manifest of an index")
+    p.add_argument(
+        "--referrers",
+        action="store_true",
+        help="store the signature as an OCI 1.1 referrer (cosign's --registry-referrers-mode=oci-1-1) "
+        "instead of the sha256-<hex>.sig tag",
+    )
     p.add_argument(
         "--identity",
         metavar="NAME",
