@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from collections.abc import Callable
 
 from dockerify.errors import DockerifyError
@@ -150,6 +151,62 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sbom(args: argparse.Namespace) -> int:
+    from dockerify.platform import Platform
+
+    platform = Platform.parse(args.platform) if args.platform else None
+    if args.attest:
+        from dockerify.registry.attestations import attest_sboms
+
+        if not args.key:
+            raise DockerifyError("--attest signs the SBOM and needs --key", hint="pass --key KEY")
+        for done in attest_sboms(args.target, args.key, platform, _options(args), args.referrers):
+            where = "a referrer" if args.referrers else "sha256-<hex>.att"
+            log.info(
+                "%s: %s",
+                done.digest,
+                f"SBOM attested ({where})" if done.added else "already attested; nothing added",
+            )
+            print(done.digest)
+        return 0
+    from dockerify.trees import open_tree
+    from dockerify.trust.sbom import sbom_json, sbom_of_entries
+
+    with open_tree(args.target, platform=platform, max_size=args.max_size) as tree:
+        created = str(tree.image.config.get("created") or "") if tree.image is not None else None
+        data = sbom_json(sbom_of_entries(args.target, tree.entries(), created=created))
+    if args.output:
+        from pathlib import Path
+
+        from dockerify.trust.keys import write_new
+
+        write_new(Path(args.output), data, 0o644, force=True)
+    else:
+        sys.stdout.buffer.write(data)
+    return 0
+
+
+def cmd_verify_attestation(args: argparse.Namespace) -> int:
+    from dockerify.registry.attestations import predicate_type, verify_attestation
+
+    results = verify_attestation(
+        args.reference, args.key, predicate_type(args.type), args.recursive, _options(args)
+    )
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {"digest": r.digest, "predicateType": r.predicate_type, "predicates": r.predicates}
+                    for r in results
+                ]
+            )
+        )
+    else:
+        for r in results:
+            print(f"{r.digest} verified ({len(r.predicates)} {r.predicate_type} attestation(s))")
+    return 0
+
+
 def _registry_flags(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--insecure",
@@ -282,6 +339,41 @@ def register(sub: argparse._SubParsersAction, common: Common) -> None:
     _registry_flags(p)
     common(p)
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser(
+        "sbom",
+        help="an SPDX 2.3 JSON SBOM from a tree's dpkg database (disk image, tarball, directory or image); "
+        "--attest attaches it to the image as a signed attestation",
+    )
+    p.add_argument("target", metavar="SOURCE|IMAGE")
+    p.add_argument("--platform", help="the platform of an image that holds several")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the SBOM here instead of stdout")
+    p.add_argument(
+        "--attest",
+        action="store_true",
+        help="attach the SBOM to the image (registry or oci:DIR) as a cosign attestation (sha256-<hex>.att)",
+    )
+    p.add_argument("--key", metavar="KEY", help="private key to sign the attestation with")
+    p.add_argument("--referrers", action="store_true", help="attach it as an OCI 1.1 referrer instead")
+    _registry_flags(p)
+    common(p)
+    p.set_defaults(func=cmd_sbom)
+
+    p = sub.add_parser(
+        "verify-attestation", help="verify an image's attestations (cosign's format) with a public key"
+    )
+    p.add_argument("reference", metavar="REF")
+    p.add_argument("--key", required=True, metavar="PUB", help="public key (PEM)")
+    p.add_argument(
+        "--type",
+        default="spdxjson",
+        help="predicate type: spdxjson (default), cyclonedx, slsaprovenance, ... or a URI",
+    )
+    p.add_argument("--recursive", action="store_true", help="also verify every platform manifest of an index")
+    p.add_argument("--json", action="store_true", help="print the verified predicates")
+    _registry_flags(p)
+    common(p)
+    p.set_defaults(func=cmd_verify_attestation)
 
 
 __all__ = ["register", "DockerifyError"]

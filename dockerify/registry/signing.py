@@ -479,7 +479,7 @@ def attach(
     if referrers:
         places = store.referrers(subject.digest, kind)
     for found in places:
-        if any(is_duplicate(old, found.fetch) for old in _layers(found) if old.digest == layer.digest):
+        if any(is_duplicate(old, found.fetch) for old in _layers(found)):
             return False
     if referrers:
         manifest, config = signature_manifest([layer], subject, kind)
@@ -516,8 +516,9 @@ def sign_store(
         )
 
         def same(old: Descriptor, fetch: Fetch, payload: bytes = payload) -> bool:
-            signature = old.annotations.get(SIGNATURE_ANNOTATION, "")
-            return old.media_type == SIMPLESIGNING_TYPE and public.verify_b64(payload, signature)
+            if old.media_type != SIMPLESIGNING_TYPE or old.digest != sha256_digest(payload):
+                return False
+            return public.verify_b64(payload, old.annotations.get(SIGNATURE_ANNOTATION, ""))
 
         added = attach(store, target, layer, payload, same, "sig", referrers)
         out.append(Signed(target.digest, added))
