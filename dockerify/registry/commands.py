@@ -160,8 +160,10 @@ def cmd_sbom(args: argparse.Namespace) -> int:
 
         if not args.key:
             raise DockerifyError("--attest signs the SBOM and needs --key", hint="pass --key KEY")
+        from dockerify.registry.signing import signature_tag
+
         for done in attest_sboms(args.target, args.key, platform, _options(args), args.referrers):
-            where = "a referrer" if args.referrers else "sha256-<hex>.att"
+            where = "a referrer" if args.referrers else signature_tag(done.digest, "att")
             log.info(
                 "%s: %s",
                 done.digest,
