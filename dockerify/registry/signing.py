@@ -40,6 +40,9 @@ from typing import Any, Protocol
 from dockerify.errors import CorruptInput, DockerifyError, NotFound
 from dockerify.oci.layout import Layout, is_index
 from dockerify.oci.model import (
+    DOCKER_MANIFEST_LIST as DOCKER_INDEX,
+)
+from dockerify.oci.model import (
     OCI_CONFIG,
     OCI_INDEX,
     OCI_MANIFEST,
@@ -395,6 +398,33 @@ class LayoutStore:
             self.layout.blobs.put(blob)
         desc = Descriptor(OCI_MANIFEST, self.layout.blobs.put(manifest), len(manifest))
         self.layout.tag(desc, signature_tag(digest, kind))
+        self._mark_for_cosign(digest, desc.digest, kind)
+
+    def _mark_for_cosign(self, image: str, sig: str, kind: str) -> None:
+        """Give the layout `cosign save`'s shape too (a `kind` annotation on the image and on its
+        signature and attestation manifests), so `cosign load --dir` takes it. cosign keeps one
+        image per layout: only a layout holding one image is marked."""
+        try:
+            root = self.resolve()
+        except NotFound:
+            return
+        if root.digest != image:
+            return
+        image_kind = COSIGN_IMAGE[1] if root.media_type in (OCI_INDEX, DOCKER_INDEX) else COSIGN_IMAGE[0]
+        wanted = {image: image_kind, sig: COSIGN_SIGS if kind == "sig" else COSIGN_ATTS}
+        entries = []
+        for d in self.layout.manifests():
+            if d.digest in wanted:
+                d = Descriptor(
+                    d.media_type,
+                    d.digest,
+                    d.size,
+                    d.platform,
+                    {**d.annotations, COSIGN_KIND: wanted[d.digest]},
+                    d.artifact_type,
+                )
+            entries.append(d)
+        self.layout.write_index(entries)
 
     def write_referrer(self, subject: Descriptor, manifest: bytes, blobs: list[bytes], kind: str) -> None:
         # The image layout spec lists referrers in index.json, untagged, with their artifactType.
