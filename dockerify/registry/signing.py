@@ -315,6 +315,7 @@ def resolve_local(layout: Layout, tag: str | None, where: str) -> Descriptor:
         for d in layout.manifests()
         if not is_signature_tag(d.annotations.get(REF_NAME, ""))
         and d.annotations.get(COSIGN_KIND, "") not in (COSIGN_SIGS, COSIGN_ATTS)
+        and d.artifact_type not in (artifact_type("sig"), artifact_type("att"))
     ]
     if len(images) == 1:
         return images[0]

@@ -167,3 +167,30 @@ def test_signing_twice_leaves_one_layer(
     dockerify("sign", ref2, "--key", str(keys.key), "-q")
     sig = manifest(registry, repo2, sig_tag(digest2))
     assert sig is not None and len(sig["layers"]) == 1
+
+
+@pytest.mark.parametrize(
+    "algorithm",
+    [
+        "ecdsa-sha2-256-nistp256",
+        "ecdsa-sha2-384-nistp384",
+        "ecdsa-sha2-512-nistp521",
+        "rsa-sign-pkcs1-2048-sha256",
+        "rsa-sign-pkcs1-4096-sha256",
+        "ed25519",
+    ],
+)
+def test_key_algorithms_both_ways(
+    registry: str, single_image: Path, other_keys: KeyPair, tmp_path: Path, algorithm: str
+) -> None:
+    """ECDSA P-256/P-384/P-521, RSA and Ed25519 keys (in cosign's key format, which cosign reads
+    for any of them): what either tool signs, both verify; the other key fails in both."""
+    dockerify("keygen", "--algorithm", algorithm, "--output-key-prefix", str(tmp_path / "k"))
+    keys = KeyPair("dockerify-cosign", tmp_path / "k.key", tmp_path / "k.pub")
+    for signer in ("dockerify", "cosign"):
+        _, ref, _ = push(registry, single_image, f"alg-{signer}")
+        sign(signer, keys, ref, recursive=False)
+        for verifier in ("cosign", "dockerify"):
+            verify(verifier, keys.pub, ref)
+            r = verify(verifier, other_keys.pub, ref, check=False)
+            assert r.returncode != 0, (signer, verifier)
