@@ -273,6 +273,17 @@ def _resolve(path: str, symlinks: dict[str, str]) -> str:
     return "/".join(done)
 
 
+def _copyright(s: _Scan, package: str) -> bytes:
+    """The package's copyright file; Debian often makes /usr/share/doc/PKG a symlink to the doc
+    directory of another package built from the same source."""
+    doc = f"usr/share/doc/{package}"
+    if package not in s.copyrights and doc in s.symlinks:
+        target = _resolve(doc + "/copyright", s.symlinks).split("/")
+        if len(target) == 5 and target[:3] == ["usr", "share", "doc"]:
+            return s.copyrights.get(target[3], b"")
+    return s.copyrights.get(package, b"")
+
+
 def _os_release(data: bytes | None) -> dict[str, str]:
     out = {}
     for line in (data or b"").decode("utf-8", "replace").splitlines():
@@ -364,7 +375,7 @@ def spdx_document(name: str, s: _Scan, where: str, created: str | None = None) -
             entry["summary"] = pkg.summary
         if pkg.status != "installed":
             entry["comment"] = f"dpkg state: {pkg.status}"
-        licenses = copyright_licenses(s.copyrights.get(pkg.name, b"").decode("utf-8", "replace"))
+        licenses = copyright_licenses(_copyright(s, pkg.name).decode("utf-8", "replace"))
         if licenses:
             exprs = []
             for lic in licenses:
