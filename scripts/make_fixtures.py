@@ -139,6 +139,7 @@ class Tree:
     # Raspberry-Pi-OS-style ARMv6 core (loader, libc, busybox, systemd as compiled ARMv6 stand-ins)
     # plus libarmmem-v7l.so & co. and a hwcap-directory library built for newer CPUs.
     rpi_v6_core: bool = False
+    dpkg: bool = False  # /var/lib/dpkg: a real dpkg database of the packages staged (for SBOMs)
 
 
 @dataclass(frozen=True)
@@ -189,6 +190,7 @@ class Context:
     out: Path
     work: Path  # scratch space, deleted at the end
     pkgs: dict[tuple[str, str], Path] = field(default_factory=dict)  # (package, arch) -> extracted dir
+    debs: dict[tuple[str, str], Path] = field(default_factory=dict)  # (package, arch) -> .deb file
     hello_v6: Path | None = None
     v6_core: dict[str, Path] = field(default_factory=dict)  # role -> compiled ARM stand-in
     manifest: dict = field(default_factory=dict)
@@ -203,7 +205,8 @@ def rel(path: Path, out: Path) -> str:
 
 
 def pi_arm64(name: str, mbr_id: int, **kw) -> Disk:
-    tree = Tree("arm64", hostname="raspberrypi", pi=True, many_files=kw.pop("many_files", True))
+    many = kw.pop("many_files", True)
+    tree = Tree("arm64", hostname="raspberrypi", pi=True, many_files=many, dpkg=many)
     return Disk(name, tree, "linux/arm64", "dos", mbr_id, arm_64bit=True, **kw)
 
 
@@ -363,11 +366,42 @@ def extract_packages(ctx: Context) -> None:
     arches = sorted({d.tree.arch for d in DISKS} | {"amd64", "arm64"})
     wanted = [(pkg, a) for a in arches for pkg in ("busybox-static", "hello", "libc6")]
     wanted += list(PLATFORM_PACKAGES)
+    wanted.append(("netbase", "all"))  # small, with a machine-readable (DEP-5) copyright file
     for (pkg, arch), deb in fetch_debs(ctx.out / "debs", wanted).items():
         dest = ctx.work / "pkgs" / f"{pkg}_{arch}"
         dest.mkdir(parents=True)
         run(["dpkg-deb", "-x", str(deb), str(dest)])
         ctx.pkgs[(pkg, arch)] = dest
+        ctx.debs[(pkg, arch)] = deb
+
+
+DPKG_PACKAGES = ("busybox-static", "hello", "libc6", "netbase")
+
+
+def install_dpkg_db(ctx: Context, root: Path, arch: str) -> None:
+    """/var/lib/dpkg as dpkg leaves it for the staged packages: `status` with each package's
+    control fields and `Status: install ok installed`, `info/PKG[:ARCH].list` with every path
+    the package ships, and each package's /usr/share/doc/PKG/copyright. Only some of the listed
+    files are staged; dpkg-query reads the database all the same."""
+    admin = root / "var/lib/dpkg"
+    (admin / "info").mkdir(parents=True)
+    (admin / "updates").mkdir()
+    stanzas = []
+    for pkg in DPKG_PACKAGES:
+        key = (pkg, "all") if (pkg, "all") in ctx.debs else (pkg, arch)
+        control = run(["dpkg-deb", "-f", str(ctx.debs[key])], text=True).stdout.rstrip("\n").split("\n")
+        stanzas.append("\n".join([control[0], "Status: install ok installed", *control[1:]]) + "\n")
+        multi_same = "Multi-Arch: same" in control
+        listed = ["/."]
+        extracted = ctx.pkgs[key]
+        for path in sorted(extracted.rglob("*")):
+            listed.append("/" + path.relative_to(extracted).as_posix())
+        name = f"{pkg}:{arch}" if multi_same else pkg
+        write(admin / "info" / f"{name}.list", "\n".join(listed) + "\n")
+        doc = f"usr/share/doc/{pkg}/copyright"
+        write(root / doc, (extracted / doc).read_bytes())
+    write(admin / "status", "\n".join(stanzas))
+    write(admin / "arch", f"{arch}\n")
 
 
 def build_hello_v6(ctx: Context) -> None:
@@ -665,6 +699,8 @@ def build_root(ctx: Context, root: Path, tree: Tree, fstab: str, boot_mountpoint
         assert ctx.hello_v6 is not None
         shutil.copy2(ctx.hello_v6, root / "usr/bin/hello-v6")
     write_etc(root, tree, fstab)
+    if tree.dpkg:
+        install_dpkg_db(ctx, root, tree.arch)
     overrides = make_specials(root) if tree.specials else {}
     if tree.many_files:
         make_many(root)

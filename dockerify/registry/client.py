@@ -16,6 +16,7 @@ what it lacks for large images over real networks:
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import random
@@ -442,6 +443,58 @@ class RegistryClient(oras.provider.Registry):
     def tags(self) -> list[str]:
         return self.get_tags(self.container)
 
+    # ------------------------------------------------------------ referrers (OCI 1.1)
+
+    def _referrers_api(self, digest: str) -> list[dict[str, Any]] | None:
+        """The registry's referrers list for `digest`, or None when it has no referrers API
+        (404, 400 or a body that is not an OCI index, as go-containerregistry decides)."""
+        r = self.request("GET", self.url(f"referrers/{digest}"), headers={"Accept": OCI_INDEX}, stream=True)
+        try:
+            ctype = r.headers.get("Content-Type", "").split(";", 1)[0].strip()
+            if r.status_code in (400, 404, 405, 406) or (r.status_code == 200 and ctype != OCI_INDEX):
+                return None
+            if r.status_code != 200:
+                raise self._fail(r, f"referrers of {digest}")
+            data = r.raw.read(MANIFEST_LIMIT + 1, decode_content=True)
+        finally:
+            r.close()
+        body = _index_body(data, f"{self.where}: referrers of {digest}")
+        return body["manifests"]
+
+    def _fallback_index(self, digest: str) -> dict[str, Any] | None:
+        try:
+            data, _, _ = self.get_manifest_bytes(digest.replace(":", "-", 1))
+        except NotFound:
+            return None
+        return _index_body(data, f"{self.where}:{digest.replace(':', '-', 1)}")
+
+    def referrers(self, digest: str) -> list[dict[str, Any]]:
+        """Descriptors of the manifests whose `subject` is `digest`: from the referrers API, or
+        from the fallback tag `sha256-<hex>` where the registry has no such API."""
+        listed = self._referrers_api(digest)
+        if listed is not None:
+            return listed
+        index = self._fallback_index(digest)
+        return [] if index is None else list(index["manifests"])
+
+    def put_referrer(self, manifest: bytes, subject: str, artifact_type: str) -> Descriptor:
+        """Push a manifest with a `subject` by digest, and list it where readers look: a registry
+        with the referrers API lists it itself; otherwise add it to the fallback tag's index
+        (entries sorted by digest, as go-containerregistry keeps it)."""
+        digest = self.put_manifest_bytes(
+            manifest, OCI_MANIFEST, "sha256:" + hashlib.sha256(manifest).hexdigest()
+        )
+        desc = Descriptor(OCI_MANIFEST, digest, len(manifest), artifact_type=artifact_type)
+        if self._referrers_api(subject) is not None:
+            return desc
+        index = self._fallback_index(subject) or {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
+        if any(isinstance(d, dict) and d.get("digest") == digest for d in index["manifests"]):
+            return desc
+        index["manifests"] = sorted([*index["manifests"], desc.to_json()], key=lambda d: str(d.get("digest")))
+        data = json.dumps(index, separators=(",", ":")).encode()
+        self.put_manifest_bytes(data, OCI_INDEX, subject.replace(":", "-", 1))
+        return desc
+
     # ------------------------------------------------------------ blobs
 
     def has_blob(self, digest: str) -> bool:
@@ -677,6 +730,17 @@ class RegistryClient(oras.provider.Registry):
                 hint="the registry or something between it and you altered the data; nothing was written",
             )
         return data
+
+
+def _index_body(data: bytes, where: str) -> dict[str, Any]:
+    try:
+        body = json.loads(data)
+    except ValueError:
+        raise CorruptInput(f"{where}: not JSON") from None
+    if not isinstance(body, dict) or not isinstance(body.get("manifests", []), list):
+        raise CorruptInput(f"{where}: not an OCI image index")
+    body.setdefault("manifests", [])
+    return body
 
 
 class _Interrupted(Exception):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import sys
 from collections.abc import Callable
 
 from dockerify.errors import DockerifyError
@@ -161,11 +162,13 @@ def cmd_pull_artifact(args: argparse.Namespace) -> int:
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
-    from dockerify.registry.signing import keygen, read_password
+    from dockerify.registry.signing import read_password
+    from dockerify.trust.keys import Algorithm, KeyFormat, keygen
 
     password = read_password("for the new private key", confirm=True)
-    key, pub = keygen(args.output_key_prefix, password, force=args.force)
-    log.info("private key written to %s, public key to %s", key, pub)
+    fmt, algorithm = KeyFormat(args.format), Algorithm(args.algorithm)
+    key, pub = keygen(args.output_key_prefix, password, force=args.force, fmt=fmt, algorithm=algorithm)
+    log.info("private key (%s format) written to %s, public key to %s", fmt.value, key, pub)
     print(pub)
     return 0
 
@@ -173,9 +176,15 @@ def cmd_keygen(args: argparse.Namespace) -> int:
 def cmd_sign(args: argparse.Namespace) -> int:
     from dockerify.registry.signing import sign, signature_tag
 
-    for digest in sign(args.reference, args.key, args.recursive, _options(args), args.identity):
-        log.info("signed %s (%s)", digest, signature_tag(digest))
-        print(digest)
+    for signed in sign(
+        args.reference, args.key, args.recursive, _options(args), args.identity, referrers=args.referrers
+    ):
+        where = "a referrer" if args.referrers else signature_tag(signed.digest)
+        if signed.added:
+            log.info("signed %s (%s)", signed.digest, where)
+        else:
+            log.info("%s: already signed with this key (%s); nothing added", signed.digest, where)
+        print(signed.digest)
     return 0
 
 
@@ -195,6 +204,64 @@ def cmd_verify(args: argparse.Namespace) -> int:
     else:
         for r in results:
             print(f"{r.digest} verified")
+    return 0
+
+
+def cmd_sbom(args: argparse.Namespace) -> int:
+    from dockerify.platform import Platform
+
+    platform = Platform.parse(args.platform) if args.platform else None
+    if args.attest:
+        from dockerify.registry.attestations import attest_sboms
+
+        if not args.key:
+            raise DockerifyError("--attest signs the SBOM and needs --key", hint="pass --key KEY")
+        from dockerify.registry.signing import signature_tag
+
+        for done in attest_sboms(args.target, args.key, platform, _options(args), args.referrers):
+            where = "a referrer" if args.referrers else signature_tag(done.digest, "att")
+            log.info(
+                "%s: %s",
+                done.digest,
+                f"SBOM attested ({where})" if done.added else "already attested; nothing added",
+            )
+            print(done.digest)
+        return 0
+    from dockerify.trees import open_tree
+    from dockerify.trust.sbom import sbom_json, sbom_of_entries
+
+    with open_tree(args.target, platform=platform, max_size=args.max_size) as tree:
+        created = str(tree.image.config.get("created") or "") if tree.image is not None else None
+        data = sbom_json(sbom_of_entries(args.target, tree.entries(), created=created))
+    if args.output:
+        from pathlib import Path
+
+        from dockerify.trust.keys import write_new
+
+        write_new(Path(args.output), data, 0o644, force=True)
+    else:
+        sys.stdout.buffer.write(data)
+    return 0
+
+
+def cmd_verify_attestation(args: argparse.Namespace) -> int:
+    from dockerify.registry.attestations import predicate_type, verify_attestation
+
+    results = verify_attestation(
+        args.reference, args.key, predicate_type(args.type), args.recursive, _options(args)
+    )
+    if args.json:
+        print(
+            json.dumps(
+                [
+                    {"digest": r.digest, "predicateType": r.predicate_type, "predicates": r.predicates}
+                    for r in results
+                ]
+            )
+        )
+    else:
+        for r in results:
+            print(f"{r.digest} verified ({len(r.predicates)} {r.predicate_type} attestation(s))")
     return 0
 
 
@@ -321,12 +388,27 @@ def register(sub: argparse._SubParsersAction, common: Common) -> None:
     common(p)
     p.set_defaults(func=cmd_pull_artifact)
 
+    from dockerify.trust.keys import Algorithm, KeyFormat
+
     p = sub.add_parser(
         "keygen",
-        help="make an ECDSA P-256 key pair for signing (password from a prompt or DOCKERIFY_KEY_PASSWORD)",
+        help="make a key pair for signing (password from a prompt, DOCKERIFY_KEY_PASSWORD or COSIGN_PASSWORD)",
     )
     p.add_argument(
         "--output-key-prefix", default="dockerify", metavar="PREFIX", help="writes PREFIX.key and PREFIX.pub"
+    )
+    p.add_argument(
+        "--format",
+        choices=[f.value for f in KeyFormat],
+        default=KeyFormat.COSIGN.value,
+        help="private key file format: cosign's ENCRYPTED SIGSTORE PRIVATE KEY (default; `cosign sign "
+        "--key` reads it) or PKCS#8 ENCRYPTED PRIVATE KEY (openssl reads it)",
+    )
+    p.add_argument(
+        "--algorithm",
+        choices=[a.value for a in Algorithm],
+        default=Algorithm.ECDSA_P256.value,
+        help="key algorithm (default ECDSA P-256, as cosign generate-key-pair)",
     )
     p.add_argument("--force", action="store_true", help="overwrite existing key files")
     common(p)
@@ -334,8 +416,19 @@ def register(sub: argparse._SubParsersAction, common: Common) -> None:
 
     p = sub.add_parser("sign", help="sign an image (registry or oci:DIR) in cosign's format")
     p.add_argument("reference", metavar="REF")
-    p.add_argument("--key", required=True, metavar="KEY", help="private key from `dockerify keygen`")
+    p.add_argument(
+        "--key",
+        required=True,
+        metavar="KEY",
+        help="private key from `dockerify keygen` or `cosign generate-key-pair`",
+    )
     p.add_argument("--recursive", action="store_true", help="also sign every platform manifest of an index")
+    p.add_argument(
+        "--referrers",
+        action="store_true",
+        help="store the signature as an OCI 1.1 referrer (cosign's --registry-referrers-mode=oci-1-1) "
+        "instead of the sha256-<hex>.sig tag",
+    )
     p.add_argument(
         "--identity",
         metavar="NAME",
@@ -353,6 +446,41 @@ def register(sub: argparse._SubParsersAction, common: Common) -> None:
     _registry_flags(p)
     common(p)
     p.set_defaults(func=cmd_verify)
+
+    p = sub.add_parser(
+        "sbom",
+        help="an SPDX 2.3 JSON SBOM from a tree's dpkg database (disk image, tarball, directory or image); "
+        "--attest attaches it to the image as a signed attestation",
+    )
+    p.add_argument("target", metavar="SOURCE|IMAGE")
+    p.add_argument("--platform", help="the platform of an image that holds several")
+    p.add_argument("-o", "--output", metavar="FILE", help="write the SBOM here instead of stdout")
+    p.add_argument(
+        "--attest",
+        action="store_true",
+        help="attach the SBOM to the image (registry or oci:DIR) as a cosign attestation (sha256-<hex>.att)",
+    )
+    p.add_argument("--key", metavar="KEY", help="private key to sign the attestation with")
+    p.add_argument("--referrers", action="store_true", help="attach it as an OCI 1.1 referrer instead")
+    _registry_flags(p)
+    common(p)
+    p.set_defaults(func=cmd_sbom)
+
+    p = sub.add_parser(
+        "verify-attestation", help="verify an image's attestations (cosign's format) with a public key"
+    )
+    p.add_argument("reference", metavar="REF")
+    p.add_argument("--key", required=True, metavar="PUB", help="public key (PEM)")
+    p.add_argument(
+        "--type",
+        default="spdxjson",
+        help="predicate type: spdxjson (default), cyclonedx, slsaprovenance, ... or a URI",
+    )
+    p.add_argument("--recursive", action="store_true", help="also verify every platform manifest of an index")
+    p.add_argument("--json", action="store_true", help="print the verified predicates")
+    _registry_flags(p)
+    common(p)
+    p.set_defaults(func=cmd_verify_attestation)
 
 
 __all__ = ["register", "DockerifyError"]

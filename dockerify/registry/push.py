@@ -176,10 +176,12 @@ def _push_signatures(client: RegistryClient, layout: Layout, root: Descriptor) -
         return
     digests = [d for d, _ in layout_graph(layout, root).manifests] if sigs else []
     for desc in digests:
-        sig = sigs.get(signature_tag(desc.digest))
-        if sig is not None:
-            log.info("pushing signature %s", signature_tag(desc.digest))
-            push_graph(client, layout, sig, signature_tag(desc.digest))
+        for kind in ("sig", "att"):
+            tag = signature_tag(desc.digest, kind)
+            sig = sigs.get(tag)
+            if sig is not None:
+                log.info("pushing %s %s", "signature" if kind == "sig" else "attestation", tag)
+                push_graph(client, layout, sig, tag)
 
 
 def push_source(

@@ -1,27 +1,33 @@
-"""Signatures in cosign's format (sigstore/cosign specs/SIGNATURE_SPEC.md), with local keys.
+"""Signatures and attestations in cosign's format (sigstore/cosign specs/SIGNATURE_SPEC.md), with
+local keys (dockerify.trust.keys: cosign's encrypted keys and PKCS#8).
 
 - The signed payload is a "simple signing" document naming the manifest digest:
   {"critical":{"identity":{"docker-reference":R},"image":{"docker-manifest-digest":D},
    "type":"cosign container image signature"},"optional":null}
   serialised exactly as cosign's Go code does (that field order, no spaces).
-- The signature is ECDSA P-256 over SHA-256 of the payload bytes, ASN.1 DER, base64.
-- Both live in an OCI image manifest tagged `sha256-<hex>.sig` next to the image: the payload is
-  a layer of media type application/vnd.dev.cosign.simplesigning.v1+json whose annotation
-  `dev.cosignproject.cosign/signature` holds the signature. Several signatures are several layers.
-- In a local OCI layout the same manifest is stored and tagged `sha256-<hex>.sig` in index.json.
-
-Keys: `keygen` writes an ECDSA P-256 key pair as PEM, the private key PKCS#8 encrypted with a
-password (from a prompt or DOCKERIFY_KEY_PASSWORD); the public key is PKIX PEM, which cosign's
-`verify --key` reads.
+- The signature (see trust.keys for the algorithms) is base64 in the layer annotation
+  `dev.cosignproject.cosign/signature`; the payload is a layer of media type
+  application/vnd.dev.cosign.simplesigning.v1+json. Several signatures are several layers.
+- Two places to keep them, as cosign does:
+  * tags (default): an OCI image manifest tagged `sha256-<hex>.sig` next to the image
+    (`.att` for attestations); in a local OCI layout the same manifest is tagged in index.json;
+  * OCI 1.1 referrers (`--referrers`, cosign's `--registry-referrers-mode=oci-1-1`): a manifest
+    whose `subject` is the image, config media type and artifactType
+    application/vnd.dev.cosign.artifact.sig.v1+json (`.att.` for attestations), pushed by
+    digest and found through `GET /v2/<name>/referrers/<digest>`, or, where the registry has no
+    referrers API (Debian's docker-registry 2.8), through the fallback index tagged
+    `sha256-<hex>` that the writer keeps up to date (the distribution spec's referrers tag schema).
+  Verification looks in both places.
+- Signing is idempotent, like cosign's duplicate detection: a layer with the same payload whose
+  signature verifies with the signing key already counts, and no second layer is added.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
 import contextlib
 import getpass
 import json
+import logging
 import os
 import re
 import sys
@@ -31,40 +37,84 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-
 from dockerify.errors import CorruptInput, DockerifyError, NotFound
 from dockerify.oci.layout import Layout, is_index
-from dockerify.oci.model import OCI_CONFIG, OCI_MANIFEST, REF_NAME, Descriptor, canonical_json, sha256_digest
+from dockerify.oci.model import (
+    DOCKER_MANIFEST_LIST as DOCKER_INDEX,
+)
+from dockerify.oci.model import (
+    OCI_CONFIG,
+    OCI_INDEX,
+    OCI_MANIFEST,
+    REF_NAME,
+    Descriptor,
+    canonical_json,
+    sha256_digest,
+)
 from dockerify.oci.refs import ImageRef, parse_ref
 from dockerify.registry.client import Options, RegistryClient
 from dockerify.registry.reference import Reference, parse_reference
+from dockerify.trust.keys import (
+    Algorithm,
+    KeyFormat,
+    PrivateKey,
+    PublicKey,
+    generate_keypair,
+    keygen,
+    load_public_key,
+)
+from dockerify.trust.keys import (
+    load_private_key as _load_private_key,
+)
+
+log = logging.getLogger("dockerify")
 
 SIMPLESIGNING_TYPE = "application/vnd.dev.cosign.simplesigning.v1+json"
+DSSE_TYPE = "application/vnd.dsse.envelope.v1+json"
 SIGNATURE_ANNOTATION = "dev.cosignproject.cosign/signature"
+PREDICATE_ANNOTATION = "predicateType"
 COSIGN_SIGNATURE_TYPE = "cosign container image signature"
 PASSWORD_ENV = "DOCKERIFY_KEY_PASSWORD"
 _PASSWORD_ENVS = (PASSWORD_ENV, "COSIGN_PASSWORD")
 _SIG_TAG = re.compile(r"^sha256-[0-9a-f]{64}\.(sig|att|sbom)$")
+_FALLBACK_TAG = re.compile(r"^sha256-[0-9a-f]{64}$")
+
+__all__ = [
+    "Algorithm",
+    "KeyFormat",
+    "PrivateKey",
+    "PublicKey",
+    "generate_keypair",
+    "keygen",
+    "load_public_key",
+]
 
 
 class VerificationError(DockerifyError):
     """An image's signature is missing or does not verify."""
 
 
+def artifact_type(kind: str) -> str:
+    """cosign's OCI 1.1 artifactType for `sig` and `att` referrers."""
+    return f"application/vnd.dev.cosign.artifact.{kind}.v1+json"
+
+
 # ---------------------------------------------------------------- format
 
 
-def signature_tag(digest: str) -> str:
+def signature_tag(digest: str, kind: str = "sig") -> str:
     """`sha256:abc...` -> `sha256-abc....sig` (cosign's tag-based discovery)."""
     algorithm, _, hexpart = digest.partition(":")
-    return f"{algorithm}-{hexpart}.sig"
+    return f"{algorithm}-{hexpart}.{kind}"
+
+
+def fallback_tag(digest: str) -> str:
+    """`sha256:abc...` -> `sha256-abc...`: the referrers index of a registry without the API."""
+    return digest.replace(":", "-", 1)
 
 
 def is_signature_tag(tag: str) -> bool:
-    return bool(_SIG_TAG.match(tag))
+    return bool(_SIG_TAG.match(tag)) or bool(_FALLBACK_TAG.match(tag))
 
 
 def simple_signing_payload(docker_reference: str, digest: str) -> bytes:
@@ -94,15 +144,23 @@ def _signature_config(layers: list[Descriptor]) -> bytes:
     return json.dumps(config, separators=(",", ":")).encode()
 
 
-def signature_manifest(layers: list[Descriptor]) -> tuple[bytes, bytes]:
-    """(manifest bytes, config bytes) of a `.sig` manifest holding these payload layers."""
+def signature_manifest(
+    layers: list[Descriptor], subject: Descriptor | None = None, kind: str = "sig"
+) -> tuple[bytes, bytes]:
+    """(manifest bytes, config bytes) of a signature manifest holding these layers: for the tag
+    scheme, or with `subject` the OCI 1.1 referrer cosign writes (the config's media type is the
+    artifactType)."""
     config = _signature_config(layers)
-    manifest = {
+    config_type = OCI_CONFIG if subject is None else artifact_type(kind)
+    manifest: dict[str, Any] = {
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
-        "config": {"mediaType": OCI_CONFIG, "size": len(config), "digest": sha256_digest(config)},
+        "config": {"mediaType": config_type, "size": len(config), "digest": sha256_digest(config)},
         "layers": [d.to_json() for d in layers],
     }
+    if subject is not None:
+        manifest["artifactType"] = artifact_type(kind)
+        manifest["subject"] = Descriptor(subject.media_type, subject.digest, subject.size).to_json()
     return canonical_json(manifest), config
 
 
@@ -110,14 +168,15 @@ def signature_manifest(layers: list[Descriptor]) -> tuple[bytes, bytes]:
 
 
 def read_password(purpose: str, confirm: bool = False) -> bytes:
-    """The key password from DOCKERIFY_KEY_PASSWORD (or COSIGN_PASSWORD), else a prompt."""
+    """The key password from DOCKERIFY_KEY_PASSWORD (or COSIGN_PASSWORD, as cosign reads it),
+    else a prompt."""
     for name in _PASSWORD_ENVS:
         if name in os.environ:
             return os.environ[name].encode()
     if not sys.stdin.isatty():
         raise DockerifyError(
             f"a password is needed {purpose} and there is no terminal to ask for it",
-            hint=f"set {PASSWORD_ENV}",
+            hint=f"set {PASSWORD_ENV} (or COSIGN_PASSWORD)",
         )
     first = getpass.getpass(f"Password {purpose}: ")
     if confirm and getpass.getpass("Password again: ") != first:
@@ -125,109 +184,30 @@ def read_password(purpose: str, confirm: bool = False) -> bytes:
     return first.encode()
 
 
-def generate_keypair(password: bytes) -> tuple[bytes, bytes]:
-    """(private key PEM, PKCS#8 encrypted with `password`; public key PEM)."""
-    if not password:
-        raise DockerifyError(
-            "an empty password would leave the private key unencrypted", hint=f"set {PASSWORD_ENV}"
-        )
-    key = ec.generate_private_key(ec.SECP256R1())
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.BestAvailableEncryption(password),
-    )
-    public = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-    return private, public
+def load_private_key(path: str | Path, password: Callable[[], bytes] | None = None) -> PrivateKey:
+    return _load_private_key(path, password or (lambda: read_password(f"for {path}")))
 
 
-def _write_new(path: Path, data: bytes, mode: int, force: bool) -> None:
-    if path.exists() and not force:
-        raise DockerifyError(f"{path}: already exists", hint="choose another --output-key-prefix, or --force")
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.tmp-")
-    try:
-        os.fchmod(fd, mode)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+def sign_payload(key: PrivateKey, payload: bytes) -> str:
+    return key.sign_b64(payload)
 
 
-def keygen(prefix: str | Path, password: bytes, force: bool = False) -> tuple[Path, Path]:
-    """Write PREFIX.key (mode 0600) and PREFIX.pub; return their paths."""
-    prefix = Path(prefix)
-    key_path, pub_path = prefix.with_name(prefix.name + ".key"), prefix.with_name(prefix.name + ".pub")
-    if not key_path.parent.is_dir():
-        raise NotFound(f"{key_path.parent}: no such directory")
-    private, public = generate_keypair(password)
-    _write_new(key_path, private, 0o600, force)
-    _write_new(pub_path, public, 0o644, force)
-    return key_path, pub_path
-
-
-def load_private_key(path: str | Path, password: Callable[[], bytes]) -> ec.EllipticCurvePrivateKey:
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise NotFound(f"{path}: no such key file") from None
-    if b"SIGSTORE PRIVATE KEY" in data or b"COSIGN PRIVATE KEY" in data:
-        raise DockerifyError(
-            f"{path}: a key in cosign's own encrypted format, which dockerify does not read",
-            hint="make a key with `dockerify keygen` (cosign verifies its signatures with the .pub)",
-        )
-    if b"PRIVATE KEY" not in data:
-        raise DockerifyError(
-            f"{path}: not a PEM private key", hint="pass the .key file `dockerify keygen` wrote"
-        )
-    secret = password() if b"ENCRYPTED" in data else None
-    try:
-        key = serialization.load_pem_private_key(data, secret)
-    except (ValueError, TypeError):
-        raise DockerifyError(
-            f"{path}: cannot decrypt the private key (wrong password?)", hint=f"check {PASSWORD_ENV}"
-        ) from None
-    if not isinstance(key, ec.EllipticCurvePrivateKey) or key.curve.name != "secp256r1":
-        raise DockerifyError(f"{path}: not an ECDSA P-256 key")
-    return key
-
-
-def load_public_key(path: str | Path) -> ec.EllipticCurvePublicKey:
-    try:
-        data = Path(path).read_bytes()
-    except FileNotFoundError:
-        raise NotFound(f"{path}: no such key file") from None
-    if b"PRIVATE KEY" in data:
-        raise DockerifyError(
-            f"{path}: a private key; verification takes the public key", hint="pass the .pub file"
-        )
-    try:
-        key = serialization.load_pem_public_key(data)
-    except ValueError:
-        raise DockerifyError(f"{path}: not a PEM public key") from None
-    if not isinstance(key, ec.EllipticCurvePublicKey) or key.curve.name != "secp256r1":
-        raise DockerifyError(f"{path}: not an ECDSA P-256 public key")
-    return key
-
-
-def sign_payload(key: ec.EllipticCurvePrivateKey, payload: bytes) -> str:
-    return base64.b64encode(key.sign(payload, ec.ECDSA(hashes.SHA256()))).decode()
-
-
-def verify_payload(key: ec.EllipticCurvePublicKey, payload: bytes, signature: str) -> bool:
-    try:
-        raw = base64.b64decode(signature, validate=True)
-        key.verify(raw, payload, ec.ECDSA(hashes.SHA256()))
-        return True
-    except (InvalidSignature, binascii.Error, ValueError):
-        return False
+def verify_payload(key: PublicKey, payload: bytes, signature: str) -> bool:
+    return key.verify_b64(payload, signature)
 
 
 # ---------------------------------------------------------------- where signatures live
+
+Fetch = Callable[[Descriptor], bytes]
+
+
+@dataclass(frozen=True)
+class Found:
+    """One signature (or attestation) manifest and how to read its blobs."""
+
+    where: str  # the tag or digest it was found under, for messages
+    manifest: dict[str, Any]
+    fetch: Fetch
 
 
 class SignatureStore(Protocol):
@@ -238,9 +218,13 @@ class SignatureStore(Protocol):
 
     def manifest_bytes(self, desc: Descriptor) -> bytes: ...
 
-    def signatures(self, digest: str) -> tuple[dict[str, Any], Callable[[Descriptor], bytes]] | None: ...
+    def tagged(self, digest: str, kind: str) -> Found | None: ...
 
-    def write(self, digest: str, manifest: bytes, blobs: list[bytes]) -> None: ...
+    def referrers(self, digest: str, kind: str) -> list[Found]: ...
+
+    def write(self, digest: str, manifest: bytes, blobs: list[bytes], kind: str = "sig") -> None: ...
+
+    def write_referrer(self, subject: Descriptor, manifest: bytes, blobs: list[bytes], kind: str) -> None: ...
 
 
 def _parse_manifest(data: bytes, where: str) -> dict[str, Any]:
@@ -251,6 +235,10 @@ def _parse_manifest(data: bytes, where: str) -> dict[str, Any]:
     if not isinstance(body, dict) or not isinstance(body.get("layers", []), list):
         raise CorruptInput(f"{where}: signature manifest is not an image manifest")
     return body
+
+
+def _referrer_matches(entry: dict[str, Any], kind: str) -> bool:
+    return isinstance(entry, dict) and entry.get("artifactType") == artifact_type(kind)
 
 
 class RegistryStore:
@@ -271,20 +259,41 @@ class RegistryStore:
             )
         return data
 
-    def signatures(self, digest: str) -> tuple[dict[str, Any], Callable[[Descriptor], bytes]] | None:
-        tag = signature_tag(digest)
+    def _fetch(self, d: Descriptor) -> bytes:
+        return self.client.fetch_blob_bytes(d.digest, d.size)
+
+    def tagged(self, digest: str, kind: str) -> Found | None:
+        tag = signature_tag(digest, kind)
         try:
             data, _, _ = self.client.get_manifest_bytes(tag)
         except NotFound:
             return None
-        return _parse_manifest(data, f"{self.where}:{tag}"), lambda d: self.client.fetch_blob_bytes(
-            d.digest, d.size
-        )
+        return Found(tag, _parse_manifest(data, f"{self.where}:{tag}"), self._fetch)
 
-    def write(self, digest: str, manifest: bytes, blobs: list[bytes]) -> None:
+    def referrers(self, digest: str, kind: str) -> list[Found]:
+        out = []
+        for entry in self.client.referrers(digest):
+            if not _referrer_matches(entry, kind) or not isinstance(entry.get("digest"), str):
+                continue
+            try:
+                data, _, _ = self.client.get_manifest_bytes(entry["digest"])
+            except NotFound:
+                continue  # a fallback index may name a referrer that was deleted since
+            body = _parse_manifest(data, f"{self.where}@{entry['digest']}")
+            if (body.get("subject") or {}).get("digest") != digest:
+                continue  # an index entry whose manifest names another subject is not evidence
+            out.append(Found(entry["digest"], body, self._fetch))
+        return out
+
+    def write(self, digest: str, manifest: bytes, blobs: list[bytes], kind: str = "sig") -> None:
         for blob in blobs:
             self.client.push_blob_bytes(blob)
-        self.client.put_manifest_bytes(manifest, OCI_MANIFEST, signature_tag(digest))
+        self.client.put_manifest_bytes(manifest, OCI_MANIFEST, signature_tag(digest, kind))
+
+    def write_referrer(self, subject: Descriptor, manifest: bytes, blobs: list[bytes], kind: str) -> None:
+        for blob in blobs:
+            self.client.push_blob_bytes(blob)
+        self.client.put_referrer(manifest, subject.digest, artifact_type(kind))
 
 
 def _media_type(data: bytes) -> str:
@@ -294,18 +303,20 @@ def _media_type(data: bytes) -> str:
         return OCI_MANIFEST
     if isinstance(body, dict) and body.get("mediaType"):
         return str(body["mediaType"])
-    return (
-        "application/vnd.oci.image.index.v1+json"
-        if isinstance(body, dict) and "manifests" in body
-        else OCI_MANIFEST
-    )
+    return OCI_INDEX if isinstance(body, dict) and "manifests" in body else OCI_MANIFEST
 
 
 def resolve_local(layout: Layout, tag: str | None, where: str) -> Descriptor:
-    """Layout.resolve, but signature tags do not count as images."""
+    """Layout.resolve, but signature tags (and cosign save's signature entries) do not count as images."""
     if tag is not None:
         return layout.resolve(tag)
-    images = [d for d in layout.manifests() if not is_signature_tag(d.annotations.get(REF_NAME, ""))]
+    images = [
+        d
+        for d in layout.manifests()
+        if not is_signature_tag(d.annotations.get(REF_NAME, ""))
+        and d.annotations.get(COSIGN_KIND, "") not in (COSIGN_SIGS, COSIGN_ATTS)
+        and d.artifact_type not in (artifact_type("sig"), artifact_type("att"))
+    ]
     if len(images) == 1:
         return images[0]
     if not images:
@@ -314,12 +325,19 @@ def resolve_local(layout: Layout, tag: str | None, where: str) -> Descriptor:
     raise NotFound(f"{where}: several images in the layout; name one", hint="tags: " + ", ".join(tags))
 
 
+# `cosign save` marks the entries of its layout's index.json with these instead of tags.
+COSIGN_KIND = "kind"
+COSIGN_IMAGE = ("dev.cosignproject.cosign/image", "dev.cosignproject.cosign/imageIndex")
+COSIGN_SIGS = "dev.cosignproject.cosign/sigs"
+COSIGN_ATTS = "dev.cosignproject.cosign/atts"
+
+
 def local_signatures(layout: Layout) -> dict[str, Descriptor]:
-    """Signature manifests of a layout by signature tag."""
+    """Signature and attestation manifests of a layout by tag (`sha256-<hex>.sig`/`.att`)."""
     out = {}
     for d in layout.manifests():
         tag = d.annotations.get(REF_NAME, "")
-        if is_signature_tag(tag):
+        if _SIG_TAG.match(tag):
             out[tag] = d
     return out
 
@@ -338,33 +356,86 @@ class LayoutStore:
         return resolve_local(self.layout, self.tag, self.where)
 
     def manifest_bytes(self, desc: Descriptor) -> bytes:
-        data = self.layout.blobs.read(desc.digest)
-        if len(data) != desc.size:
+        return self._fetch(desc)
+
+    def _fetch(self, d: Descriptor) -> bytes:
+        data = self.layout.blobs.read(d.digest)
+        if len(data) != d.size:
             raise CorruptInput(
-                f"{self.where}: manifest {desc.digest} is {len(data)} bytes, its descriptor says {desc.size}"
+                f"{self.where}: blob {d.digest} is {len(data)} bytes, its descriptor says {d.size}"
             )
         return data
 
-    def signatures(self, digest: str) -> tuple[dict[str, Any], Callable[[Descriptor], bytes]] | None:
-        desc = local_signatures(self.layout).get(signature_tag(digest))
+    def tagged(self, digest: str, kind: str) -> Found | None:
+        tag = signature_tag(digest, kind)
+        desc = local_signatures(self.layout).get(tag)
         if desc is None:
+            desc = self._cosign_saved(digest, kind)
+            if desc is None:
+                return None
+        return Found(tag, _parse_manifest(self._fetch(desc), f"{self.where}:{tag}"), self._fetch)
+
+    def _cosign_saved(self, digest: str, kind: str) -> Descriptor | None:
+        """The signatures of a `cosign save` layout: one image entry, one `sigs` (`atts`) entry."""
+        entries = self.layout.manifests()
+        images = [d for d in entries if d.annotations.get(COSIGN_KIND) in COSIGN_IMAGE]
+        if len(images) != 1 or images[0].digest != digest:
             return None
+        wanted = COSIGN_SIGS if kind == "sig" else COSIGN_ATTS
+        return next((d for d in entries if d.annotations.get(COSIGN_KIND) == wanted), None)
 
-        def fetch(d: Descriptor) -> bytes:
-            data = self.layout.blobs.read(d.digest)
-            if len(data) != d.size:
-                raise CorruptInput(
-                    f"{self.where}: blob {d.digest} is {len(data)} bytes, its descriptor says {d.size}"
-                )
-            return data
+    def referrers(self, digest: str, kind: str) -> list[Found]:
+        out = []
+        for d in self.layout.manifests():
+            if d.artifact_type != artifact_type(kind):
+                continue
+            body = _parse_manifest(self._fetch(d), f"{self.where}@{d.digest}")
+            if (body.get("subject") or {}).get("digest") == digest:
+                out.append(Found(d.digest, body, self._fetch))
+        return out
 
-        return _parse_manifest(fetch(desc), f"{self.where}:{signature_tag(digest)}"), fetch
-
-    def write(self, digest: str, manifest: bytes, blobs: list[bytes]) -> None:
+    def write(self, digest: str, manifest: bytes, blobs: list[bytes], kind: str = "sig") -> None:
         for blob in blobs:
             self.layout.blobs.put(blob)
         desc = Descriptor(OCI_MANIFEST, self.layout.blobs.put(manifest), len(manifest))
-        self.layout.tag(desc, signature_tag(digest))
+        self.layout.tag(desc, signature_tag(digest, kind))
+        self._mark_for_cosign(digest, desc.digest, kind)
+
+    def _mark_for_cosign(self, image: str, sig: str, kind: str) -> None:
+        """Give the layout `cosign save`'s shape too (a `kind` annotation on the image and on its
+        signature and attestation manifests), so `cosign load --dir` takes it. cosign keeps one
+        image per layout: only a layout holding one image is marked."""
+        try:
+            root = self.resolve()
+        except NotFound:
+            return
+        if root.digest != image:
+            return
+        image_kind = COSIGN_IMAGE[1] if root.media_type in (OCI_INDEX, DOCKER_INDEX) else COSIGN_IMAGE[0]
+        wanted = {image: image_kind, sig: COSIGN_SIGS if kind == "sig" else COSIGN_ATTS}
+        entries = []
+        for d in self.layout.manifests():
+            if d.digest in wanted:
+                d = Descriptor(
+                    d.media_type,
+                    d.digest,
+                    d.size,
+                    d.platform,
+                    {**d.annotations, COSIGN_KIND: wanted[d.digest]},
+                    d.artifact_type,
+                )
+            entries.append(d)
+        self.layout.write_index(entries)
+
+    def write_referrer(self, subject: Descriptor, manifest: bytes, blobs: list[bytes], kind: str) -> None:
+        # The image layout spec lists referrers in index.json, untagged, with their artifactType.
+        for blob in blobs:
+            self.layout.blobs.put(blob)
+        desc = Descriptor(
+            OCI_MANIFEST, self.layout.blobs.put(manifest), len(manifest), artifact_type=artifact_type(kind)
+        )
+        entries = [d for d in self.layout.manifests() if d.digest != desc.digest]
+        self.layout.write_index([*entries, desc])
 
 
 @contextlib.contextmanager
@@ -397,38 +468,92 @@ def open_store(
         )
 
 
-# ---------------------------------------------------------------- sign and verify
+# ---------------------------------------------------------------- attaching layers
 
 
-def _targets(store: SignatureStore, root: Descriptor, recursive: bool) -> list[Descriptor]:
-    targets = [root]
+def targets(store: SignatureStore, root: Descriptor, recursive: bool) -> list[Descriptor]:
+    out = [root]
     if recursive:
         body = json.loads(store.manifest_bytes(root))
         if is_index(root, body):
-            targets += [Descriptor.from_json(d) for d in body.get("manifests", [])]
-    return targets
+            out += [Descriptor.from_json(d) for d in body.get("manifests", [])]
+    return out
 
 
-def sign_store(store: SignatureStore, key: ec.EllipticCurvePrivateKey, recursive: bool = False) -> list[str]:
+def _layers(found: Found) -> list[Descriptor]:
+    out = []
+    for raw in found.manifest.get("layers", []):
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            out.append(Descriptor.from_json(raw))
+    return out
+
+
+def find_all(store: SignatureStore, digest: str, kind: str) -> list[Found]:
+    """Every signature (attestation) manifest of `digest`: the tag first, then referrers."""
+    found = [f for f in [store.tagged(digest, kind)] if f is not None]
+    return found + store.referrers(digest, kind)
+
+
+def attach(
+    store: SignatureStore,
+    subject: Descriptor,
+    layer: Descriptor,
+    blob: bytes,
+    is_duplicate: Callable[[Descriptor, Fetch], bool],
+    kind: str = "sig",
+    referrers: bool = False,
+) -> bool:
+    """Add one signature (attestation) layer for `subject`, unless an equal one is there already
+    (`is_duplicate`); True when it was added."""
+    tagged = store.tagged(subject.digest, kind)
+    places = [tagged] if tagged is not None else []
+    if referrers:
+        places = store.referrers(subject.digest, kind)
+    for found in places:
+        if any(is_duplicate(old, found.fetch) for old in _layers(found)):
+            return False
+    if referrers:
+        manifest, config = signature_manifest([layer], subject, kind)
+        store.write_referrer(subject, manifest, [blob, config], kind)
+        return True
+    # Layers with the same payload signed by other keys stay: each is another signer's signature.
+    manifest, config = signature_manifest([*(_layers(tagged) if tagged else []), layer])
+    store.write(subject.digest, manifest, [blob, config], kind)
+    return True
+
+
+# ---------------------------------------------------------------- sign and verify
+
+
+@dataclass(frozen=True)
+class Signed:
+    digest: str
+    added: bool  # False when an equal signature was already there
+
+
+def sign_store(
+    store: SignatureStore, key: PrivateKey, recursive: bool = False, referrers: bool = False
+) -> list[Signed]:
     root = store.resolve()
-    signed = []
-    for target in _targets(store, root, recursive):
+    public = key.public()
+    out = []
+    for target in targets(store, root, recursive):
         payload = simple_signing_payload(store.docker_reference, target.digest)
         layer = Descriptor(
             SIMPLESIGNING_TYPE,
             sha256_digest(payload),
             len(payload),
-            annotations={SIGNATURE_ANNOTATION: sign_payload(key, payload)},
+            annotations={SIGNATURE_ANNOTATION: key.sign_b64(payload)},
         )
-        layers = []
-        existing = store.signatures(target.digest)
-        if existing is not None:
-            layers = [Descriptor.from_json(d) for d in existing[0].get("layers", [])]
-        layers.append(layer)
-        manifest, config = signature_manifest(layers)
-        store.write(target.digest, manifest, [payload, config])
-        signed.append(target.digest)
-    return signed
+
+        def same(old: Descriptor, fetch: Fetch, payload: bytes = payload) -> bool:
+            if old.media_type != SIMPLESIGNING_TYPE or old.digest != sha256_digest(payload):
+                return False
+            return public.verify_b64(payload, old.annotations.get(SIGNATURE_ANNOTATION, ""))
+
+        added = attach(store, target, layer, payload, same, "sig", referrers)
+        out.append(Signed(target.digest, added))
+    return out
 
 
 @dataclass
@@ -438,48 +563,47 @@ class Verified:
     signatures: int  # how many of the stored signatures verified
 
 
-def verify_digest(
-    store: SignatureStore, digest: str, key: ec.EllipticCurvePublicKey, key_name: str
-) -> Verified:
+def verify_digest(store: SignatureStore, digest: str, key: PublicKey, key_name: str) -> Verified:
     """Check that a signature made with `key` names `digest`; raise VerificationError if none does."""
-    found = store.signatures(digest)
-    if found is None:
+    found = find_all(store, digest, "sig")
+    if not found:
         raise VerificationError(
-            f"{store.where}: no signature for {digest} (no {signature_tag(digest)} manifest)",
+            f"{store.where}: no signature for {digest} (no {signature_tag(digest)} manifest and no "
+            "signature referrer)",
             hint="sign the image with `dockerify sign`, or check that this is the image you meant",
         )
-    manifest, fetch = found
     reasons: list[str] = []
     good = 0
     reference = ""
-    for raw in manifest.get("layers", []):
-        try:
-            layer = Descriptor.from_json(raw)
-        except (KeyError, TypeError, ValueError):
-            reasons.append("a malformed layer descriptor")
-            continue
-        signature = layer.annotations.get(SIGNATURE_ANNOTATION)
-        if layer.media_type != SIMPLESIGNING_TYPE or not signature:
-            continue
-        payload = fetch(layer)
-        if not verify_payload(key, payload, signature):
-            reasons.append(f"a signature that {key_name} does not verify")
-            continue
-        try:
-            critical = json.loads(payload)["critical"]
-            kind, named = critical["type"], critical["image"]["docker-manifest-digest"]
-            ref = critical.get("identity", {}).get("docker-reference", "")
-        except (ValueError, KeyError, TypeError):
-            reasons.append("a signed payload that is not a simple signing document")
-            continue
-        if kind != COSIGN_SIGNATURE_TYPE:
-            reasons.append(f"a signed payload of type {kind!r}")
-            continue
-        if named != digest:
-            reasons.append(f"a signature for {named}, not for {digest}")
-            continue
-        good += 1
-        reference = ref
+    for place in found:
+        for raw in place.manifest.get("layers", []):
+            try:
+                layer = Descriptor.from_json(raw)
+            except (KeyError, TypeError, ValueError):
+                reasons.append("a malformed layer descriptor")
+                continue
+            signature = layer.annotations.get(SIGNATURE_ANNOTATION)
+            if layer.media_type != SIMPLESIGNING_TYPE or not signature:
+                continue
+            payload = place.fetch(layer)
+            if not key.verify_b64(payload, signature):
+                reasons.append(f"a signature that {key_name} does not verify")
+                continue
+            try:
+                critical = json.loads(payload)["critical"]
+                kind, named = critical["type"], critical["image"]["docker-manifest-digest"]
+                ref = critical.get("identity", {}).get("docker-reference", "")
+            except (ValueError, KeyError, TypeError):
+                reasons.append("a signed payload that is not a simple signing document")
+                continue
+            if kind != COSIGN_SIGNATURE_TYPE:
+                reasons.append(f"a signed payload of type {kind!r}")
+                continue
+            if named != digest:
+                reasons.append(f"a signature for {named}, not for {digest}")
+                continue
+            good += 1
+            reference = ref
     if not good:
         raise VerificationError(
             f"{store.where}: no signature on {digest} verifies with {key_name}: "
@@ -496,11 +620,13 @@ def sign(
     options: Options | None = None,
     identity: str | None = None,
     password: Callable[[], bytes] | None = None,
-) -> list[str]:
-    """Sign the image `text` names (registry reference or oci:DIR[:TAG]); return the signed digests."""
-    key = load_private_key(key_path, password or (lambda: read_password(f"for {key_path}")))
+    referrers: bool = False,
+) -> list[Signed]:
+    """Sign the image `text` names (registry reference or oci:DIR[:TAG]); return the signed digests,
+    each saying whether a signature was added or an equal one was already there."""
+    key = load_private_key(key_path, password)
     with open_store(text, options, writable=True, identity=identity) as store:
-        return sign_store(store, key, recursive)
+        return sign_store(store, key, recursive, referrers)
 
 
 def verify(
@@ -510,4 +636,4 @@ def verify(
     key = load_public_key(key_path)
     with open_store(text, options) as store:
         root = store.resolve()
-        return [verify_digest(store, t.digest, key, key_path) for t in _targets(store, root, recursive)]
+        return [verify_digest(store, t.digest, key, key_path) for t in targets(store, root, recursive)]

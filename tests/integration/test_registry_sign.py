@@ -68,7 +68,7 @@ def refused(*args: str, dest: Path) -> str:
 def test_keygen(tmp_path: Path) -> None:
     key, pub = keys(tmp_path, "k")
     assert key.stat().st_mode & 0o777 == 0o600
-    assert key.read_text().startswith("-----BEGIN ENCRYPTED PRIVATE KEY-----")
+    assert key.read_text().startswith("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----")
     assert pub.read_text().startswith("-----BEGIN PUBLIC KEY-----")
     r = run_cli("keygen", "--output-key-prefix", str(tmp_path / "k"), env=ENV, check=False)
     assert r.returncode != 0 and "already exists" in r.stderr

@@ -18,6 +18,7 @@ from dockerify.registry import signing
 from dockerify.registry.signing import (
     SIGNATURE_ANNOTATION,
     SIMPLESIGNING_TYPE,
+    KeyFormat,
     LayoutStore,
     VerificationError,
     keygen,
@@ -80,39 +81,36 @@ def test_signature_manifest_shape() -> None:
 
 
 def test_keys_and_signatures(tmp_path: Path) -> None:
-    key_path, pub_path = keygen(tmp_path / "k", b"pw")
+    key_path, pub_path = keygen(tmp_path / "k", b"pw", fmt=KeyFormat.PKCS8)
     assert key_path.read_bytes().startswith(b"-----BEGIN ENCRYPTED PRIVATE KEY-----")
     assert key_path.stat().st_mode & 0o777 == 0o600
     key = load_private_key(key_path, lambda: b"pw")
     pub = load_public_key(pub_path)
-    assert isinstance(key.curve, ec.SECP256R1)
+    assert isinstance(key.key, ec.EllipticCurvePrivateKey) and isinstance(key.key.curve, ec.SECP256R1)
     payload = simple_signing_payload("r/x", DIGEST)
     sig = signing.sign_payload(key, payload)
     # ECDSA-P256 over SHA-256 of the payload, ASN.1 DER, base64 (std alphabet)
-    pub.verify(base64.b64decode(sig), payload, ec.ECDSA(hashes.SHA256()))
+    assert isinstance(pub.key, ec.EllipticCurvePublicKey)
+    pub.key.verify(base64.b64decode(sig), payload, ec.ECDSA(hashes.SHA256()))
     assert verify_payload(pub, payload, sig)
     assert not verify_payload(pub, payload + b" ", sig)
     assert not verify_payload(pub, payload, "not base64!")
     with pytest.raises(DockerifyError, match="wrong password"):
         load_private_key(key_path, lambda: b"nope")
-    with pytest.raises(DockerifyError, match="public key"):
+    with pytest.raises(DockerifyError, match="private key; verification takes the public key"):
         load_public_key(key_path)
     with pytest.raises(DockerifyError, match="already exists"):
         keygen(tmp_path / "k", b"pw")
     with pytest.raises(DockerifyError, match="empty password"):
-        keygen(tmp_path / "k2", b"")
-    # a key cosign's own format is named as such
-    (tmp_path / "cosign.key").write_text("-----BEGIN ENCRYPTED SIGSTORE PRIVATE KEY-----\nxx\n")
-    with pytest.raises(DockerifyError, match="cosign's own"):
-        load_private_key(tmp_path / "cosign.key", lambda: b"pw")
-    other = ec.generate_private_key(ec.SECP384R1())
-    (tmp_path / "p384.pub").write_bytes(
+        keygen(tmp_path / "k2", b"", fmt=KeyFormat.PKCS8)
+    other = ec.generate_private_key(ec.SECP256K1())
+    (tmp_path / "k1.pub").write_bytes(
         other.public_key().public_bytes(
             serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
         )
     )
-    with pytest.raises(DockerifyError, match="P-256"):
-        load_public_key(tmp_path / "p384.pub")
+    with pytest.raises(DockerifyError, match="secp256k1 public key, which cosign does not use"):
+        load_public_key(tmp_path / "k1.pub")
 
 
 def test_layout_sign_and_verify(tmp_path: Path) -> None:
@@ -123,7 +121,8 @@ def test_layout_sign_and_verify(tmp_path: Path) -> None:
     layout.tag(img, "v1")
     key_path, pub_path = keygen(tmp_path / "k", b"pw")
     store = LayoutStore(layout, "v1", "oci:test", identity="localhost/test")
-    assert sign_store(store, load_private_key(key_path, lambda: b"pw")) == [img.digest]
+    signed = sign_store(store, load_private_key(key_path, lambda: b"pw"))
+    assert [(s.digest, s.added) for s in signed] == [(img.digest, True)]
     ok = verify_digest(store, img.digest, load_public_key(pub_path), "k.pub")
     assert ok.docker_reference == "localhost/test" and ok.signatures == 1
     # the signature names this digest only
