@@ -12,6 +12,7 @@ from dockerify.entry import Entry, FileType, path_key
 from dockerify.errors import CorruptInput
 from dockerify.sources.ext4 import Ext4Reader
 from dockerify.sources.fat import FatReader
+from dockerify.sources.options import ReadOptions
 from dockerify.sources.partitions import Partition, PartitionTable, read_partition_table
 
 log = logging.getLogger("dockerify")
@@ -103,7 +104,7 @@ def _read_small(reader: Ext4Reader, wanted: bytes) -> bytes | None:
 
 
 class DiskSource:
-    def __init__(self, f: BinaryIO, size: int, name: str) -> None:
+    def __init__(self, f: BinaryIO, size: int, name: str, read: ReadOptions | None = None) -> None:
         self.f, self.size, self.name = f, size, name
         self.table = read_partition_table(f, size, name)
         self.root_part: Partition | None = None
@@ -121,7 +122,11 @@ class DiskSource:
             )
         self.root_part = ext[0]
         self.root = Ext4Reader(
-            f, self.root_part.start, self.root_part.size, f"{name} partition {self.root_part.number}"
+            f,
+            self.root_part.start,
+            self.root_part.size,
+            f"{name} partition {self.root_part.number}",
+            options=read,
         )
         self.boot: FatReader | None = None
         self.boot_mount = ""

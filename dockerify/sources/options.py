@@ -13,3 +13,6 @@ class ReadOptions:
     # Refuse metadata whose metadata_csum checksum is wrong; False reads it with one warning per
     # kind of checksum (--ignore-checksums).
     verify_checksums: bool = True
+
+
+DEFAULT_READ = ReadOptions()
