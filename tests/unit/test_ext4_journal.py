@@ -97,6 +97,17 @@ def kernel_view(image: Path, tmp_path: Path) -> Iterator[bytes]:
     return live_mount(throwaway)
 
 
+def as_card(fs: Path, disk: Path) -> Path:
+    """An MBR disk image holding `fs` as its one partition, at 1 MiB."""
+    with open(disk, "wb") as f:
+        f.truncate(MiB + fs.stat().st_size)
+    subprocess.run(["sfdisk", "-q", str(disk)], input="start=2048, type=83\n", text=True, check=True)
+    with open(disk, "r+b") as f, open(fs, "rb") as src:
+        f.seek(MiB)
+        shutil.copyfileobj(src, f)
+    return disk
+
+
 def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -205,13 +216,7 @@ def test_replay_matches_kernel(root_user: None, tmp_path: Path, case: str) -> No
 def test_cli_inspect_diff_and_no_journal(root_user: None, tmp_path: Path) -> None:
     """The acceptance path: a card image (MBR + ext4) that needs recovery, through the CLI."""
     fs = unrecovered(tmp_path, ("-t", "ext4"), several_transactions)
-    disk = tmp_path / "card.img"
-    with open(disk, "wb") as f:
-        f.truncate(MiB + fs.stat().st_size)
-    subprocess.run(["sfdisk", "-q", str(disk)], input="start=2048, type=83\n", text=True, check=True)
-    with open(disk, "r+b") as f, open(fs, "rb") as src:
-        f.seek(MiB)
-        shutil.copyfileobj(src, f)
+    disk = as_card(fs, tmp_path / "card.img")
     before = sha256(disk)
 
     info = json.loads(dockerify("inspect", "--json", str(disk)).stdout)
