@@ -556,7 +556,8 @@ class Ext4Reader:
 
     def _make_info(self) -> Ext4Info:
         sb, raw = self._sb, self._raw_sb
-        incompat = sb.incompat & ~INCOMPAT_RECOVER if self.journal.replayed else sb.incompat
+        # needs_recovery is a state, not a feature to recreate (inspect reports it as the journal's).
+        incompat = sb.incompat & ~INCOMPAT_RECOVER
         features = (
             _feature_names(sb.compat, COMPAT_FEATURES, "C")
             + _feature_names(sb.ro_compat, RO_COMPAT_FEATURES, "R")

@@ -74,7 +74,7 @@ def needs_recovery(image: Path) -> bool:
 
 
 def unrecovered(
-    tmp_path: Path, mkfs: tuple[str, ...], work: Callable[[bytes], None], mount: str = ""
+    tmp_path: Path, mkfs: tuple[str, ...], work: Callable[[bytes], None], mount: str = "", commit: bool = True
 ) -> Path:
     """A copy of a mounted filesystem whose journal holds what `work` did."""
     for attempt in range(3):
@@ -83,7 +83,8 @@ def unrecovered(
         copy = tmp_path / "unrecovered.img"
         with live_mount(live, mount) as mnt:
             work(mnt)
-            _fsync(mnt)  # commits the last transaction; checkpointing waits for writeback
+            if commit:
+                _fsync(mnt)  # commits the last transaction; checkpointing waits for writeback
             shutil.copyfile(live, copy)
         if needs_recovery(copy):
             return copy
@@ -274,3 +275,36 @@ def test_corrupt_journal_block_is_refused(root_user: None, tmp_path: Path) -> No
     if kernel.returncode == 0:
         subprocess.run(["umount", str(mnt)], check=True)
     assert kernel.returncode != 0, "the kernel mounted a journal with a corrupt logged block"
+
+
+def test_pending_fast_commits_are_refused(root_user: None, tmp_path: Path) -> None:
+    """fsync on a fast_commit filesystem logs inode changes, not blocks, in the fast-commit area;
+    they are not replayed, so the journal is refused, naming them."""
+
+    def fsync_files(mnt: bytes) -> None:
+        os.mkdir(os.path.join(mnt, b"d"))
+        _fsync(os.path.join(mnt, b"d"))
+        for i in range(5):
+            _write(os.path.join(mnt, b"d/f%d" % i), b"x" * (1000 * i + 1))
+
+    image = unrecovered(
+        tmp_path, ("-t", "ext4", "-b", "4096", "-O", "fast_commit"), fsync_files, commit=False
+    )
+    with pytest.raises(CorruptInput) as err:
+        read_tree(image)
+    assert re.search(r"journal: the fast-commit area holds changes of transaction \d+", str(err.value))
+    assert "--no-journal" in (err.value.hint or "")
+    tree, report = read_tree(image, ReadOptions(journal=False))
+    assert tree and report.needed and not report.replayed
+
+
+def test_external_journal_is_refused(tmp_path: Path) -> None:
+    image = tmp_path / "extjournal.img"
+    run("mke2fs", "-q", "-F", "-t", "ext4", image, "16M")
+    # What a filesystem with its journal on another device looks like after a crash.
+    run("debugfs", "-w", "-R", "ssv journal_inum 0", image)
+    run("debugfs", "-w", "-R", "feature needs_recovery", image)
+    with pytest.raises(CorruptInput, match=r"needs recovery from an external journal device \(journal_dev\)"):
+        read_tree(image)
+    tree, report = read_tree(image, ReadOptions(journal=False))
+    assert [r["path"] for r in tree] == [b".", b"lost+found"] and report.needed
