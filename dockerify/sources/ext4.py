@@ -257,6 +257,7 @@ class _Inode:
     blocks: int  # in 512-byte units
     i_block: bytes
     file_acl: int
+    extra_isize: int = 0
     csum_seed: int = 0  # the seed of the inode's own blocks (extent tree, directory)
 
     @property
@@ -683,12 +684,9 @@ class Ext4Reader:
         raw = self._meta_block(table + block)[slot * sb.inode_size : (slot + 1) * sb.inode_size]
         inode = self._parse_inode(ino, path, raw)
         if sb.csum_seed is not None:
-            inode.csum_seed = ext4csum.inode_seed(sb.csum_seed, ino, raw)
-            if sb.inode_csums:
-                extra = self._extra_isize(ino, path, raw)
-                stored, computed = ext4csum.inode(inode.csum_seed, raw, extra)
-                if stored != computed:
-                    self._checksum_failed(ChecksumKind.INODE, stored, computed, ino, path)
+            stored, computed, inode.csum_seed = ext4csum.inode(sb.csum_seed, ino, raw, inode.extra_isize)
+            if stored != computed and sb.inode_csums:
+                self._checksum_failed(ChecksumKind.INODE, stored, computed, ino, path)
         return inode
 
     def _parse_inode(self, ino: int, path: bytes, raw: bytes) -> _Inode:
@@ -717,6 +715,7 @@ class Ext4Reader:
             blocks=blocks,
             i_block=i_block,
             file_acl=acl_lo | acl_hi << 32,
+            extra_isize=extra_isize,
         )
 
     def _extra_isize(self, ino: int, path: bytes, raw: bytes) -> int:
@@ -732,7 +731,7 @@ class Ext4Reader:
     def _xattrs(self, inode: _Inode) -> dict[str, bytes]:
         """All extended attributes: the in-inode area first, then the external block."""
         attrs: dict[str, bytes] = {}
-        start = GOOD_OLD_INODE_SIZE + self._extra_isize(inode.number, inode.path, inode.raw)
+        start = GOOD_OLD_INODE_SIZE + inode.extra_isize
         raw = inode.raw
         if start + 4 <= len(raw) and struct.unpack_from("<I", raw, start)[0] == XATTR_MAGIC:
             # In-inode value offsets count from the first entry, just after the magic.

@@ -17,7 +17,7 @@ MASK = 0xFFFFFFFF
 
 def crc(seed: int, data: bytes | bytearray | memoryview) -> int:
     """The kernel's crc32c(seed, data)."""
-    return _crc32c.crc32c(data, seed ^ MASK) ^ MASK
+    return int(_crc32c.crc32c(data, seed ^ MASK)) ^ MASK
 
 
 class ChecksumKind(Enum):
@@ -64,26 +64,18 @@ def group_descriptor(seed: int, group: int, desc: bytes) -> tuple[int, int]:
     return stored, value & 0xFFFF
 
 
-def inode_seed(seed: int, ino: int, raw: bytes) -> int:
-    """The per-inode seed that the inode's own blocks (extents, directories) are checked with."""
-    value = crc(seed, struct.pack("<I", ino))
-    return crc(value, raw[INODE_GENERATION : INODE_GENERATION + 4])
-
-
-def inode(iseed: int, raw: bytes, extra_isize: int) -> tuple[int, int]:
-    """(stored, computed) inode checksum: 32 bits with i_checksum_hi, else the low 16."""
-    has_hi = len(raw) > GOOD_OLD_INODE_SIZE and extra_isize >= CSUM_HI_EXTRA_END
+def inode(seed: int, ino: int, raw: bytes, extra_isize: int) -> tuple[int, int, int]:
+    """(stored, computed) inode checksum, and the inode's own seed (its extent and directory
+    blocks are checked with it). The checksum is 32 bits with i_checksum_hi, else the low 16.
+    One crc32c call over a copy with the checksum fields zeroed: this runs for every inode."""
+    iseed = crc(seed, struct.pack("<I", ino) + raw[INODE_GENERATION : INODE_GENERATION + 4])
     (stored,) = struct.unpack_from("<H", raw, INODE_CHECKSUM_LO)
-    value = crc(iseed, raw[:INODE_CHECKSUM_LO])
-    value = crc(value, b"\0\0")
-    if not has_hi:
-        value = crc(value, raw[INODE_CHECKSUM_LO + 2 :])
-        return stored, value & 0xFFFF
-    value = crc(value, raw[INODE_CHECKSUM_LO + 2 : INODE_CHECKSUM_HI])
-    value = crc(value, b"\0\0")
-    value = crc(value, raw[INODE_CHECKSUM_HI + 2 :])
-    (hi,) = struct.unpack_from("<H", raw, INODE_CHECKSUM_HI)
-    return stored | hi << 16, value
+    if len(raw) > GOOD_OLD_INODE_SIZE and extra_isize >= CSUM_HI_EXTRA_END:
+        (hi,) = struct.unpack_from("<H", raw, INODE_CHECKSUM_HI)
+        body = raw[:INODE_CHECKSUM_LO] + b"\0\0" + raw[INODE_CHECKSUM_LO + 2 : INODE_CHECKSUM_HI] + b"\0\0"
+        return stored | hi << 16, crc(iseed, body + raw[INODE_CHECKSUM_HI + 2 :]), iseed
+    body = raw[:INODE_CHECKSUM_LO] + b"\0\0" + raw[INODE_CHECKSUM_LO + 2 :]
+    return stored, crc(iseed, body) & 0xFFFF, iseed
 
 
 def extent_block(iseed: int, block: bytes, tail: int) -> tuple[int, int]:

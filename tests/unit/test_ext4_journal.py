@@ -169,6 +169,15 @@ def journaled_data(mnt: bytes) -> None:
     _fsync(mnt)
 
 
+def many_transactions(mnt: bytes) -> None:
+    """More transactions than a 1024-block journal holds: the log wraps past its end."""
+    os.mkdir(os.path.join(mnt, b"log"))
+    for i in range(600):
+        _write(os.path.join(mnt, b"log/entry%03d" % i), b"%d\n" % i)
+        if i % 3 == 0:
+            os.unlink(os.path.join(mnt, b"log/entry%03d" % (i // 2)))
+
+
 CASES = {
     # mke2fs's defaults on Debian 12: 64bit and metadata_csum, so jbd2 checksum v3 and 64-bit tags.
     "ext4-csum-v3": (("-t", "ext4", "-b", "4096"), "", several_transactions),
@@ -181,6 +190,7 @@ CASES = {
     "ext4-1k-blocks": (("-t", "ext4", "-b", "1024"), "", several_transactions),
     "revoke": (("-t", "ext4", "-b", "4096"), "", revoked_directory),
     "data-journal": (("-t", "ext4", "-b", "4096"), "data=journal", journaled_data),
+    "wrapped-log": (("-t", "ext4", "-b", "1024", "-J", "size=1"), "", many_transactions),
 }
 
 
