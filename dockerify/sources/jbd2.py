@@ -85,6 +85,7 @@ class JournalReport:
     transactions: int = 0
     blocks: int = 0  # filesystem blocks replayed (each counted once)
     revoked: int = 0  # tagged copies skipped because a later transaction revoked them
+    escaped: int = 0  # replayed copies whose first word jbd2 had to escape (it looked like a header)
     first_transaction: int | None = None
     skipped_reason: str = ""  # why a needed replay was not done (--no-journal)
 
@@ -95,6 +96,7 @@ class JournalReport:
             "transactions": self.transactions,
             "blocks": self.blocks,
             "revoked": self.revoked,
+            "escaped": self.escaped,
             "first_transaction": self.first_transaction,
             **({"skipped": self.skipped_reason} if self.skipped_reason else {}),
         }
@@ -277,7 +279,7 @@ class Journal:
         for index, t in enumerate(transactions):
             for block in t.revokes:
                 revoked_until[block] = index
-        hits = 0
+        hits = escapes = 0
         for index, t in enumerate(transactions):
             for fs_block, log_block, escaped, stored in t.tags:
                 if revoked_until.get(fs_block, -1) >= index:
@@ -289,6 +291,7 @@ class Journal:
                     )
                     continue
                 overlay.sources[fs_block] = (self.physical(log_block), escaped)
+                escapes += escaped
         overlay.freeze()
         report = JournalReport(
             needed=True,
@@ -296,6 +299,7 @@ class Journal:
             transactions=len(transactions),
             blocks=len(overlay.sources),
             revoked=hits,
+            escaped=escapes,
             first_transaction=sequence,
         )
         return overlay, report

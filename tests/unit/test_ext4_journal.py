@@ -220,6 +220,8 @@ def test_replay_matches_kernel(root_user: None, tmp_path: Path, case: str) -> No
         assert report.revoked > 0, report
         assert b"spool" not in {r["path"] for r in got}
     if case == "data-journal":
+        _, report = read_tree(image)
+        assert report.escaped > 0, report
         escaped = next(r for r in got if r["path"] == b"escaped")
         assert escaped["size"] == 4096 + 8
 
