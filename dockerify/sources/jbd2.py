@@ -69,7 +69,9 @@ REVOKE_HEADER = struct.Struct(">I")  # r_count at 0x0C: bytes used, header inclu
 
 # Fast-commit area: tag-length-value records; the first block of a pending fast commit starts
 # with a HEAD tag naming the transaction it follows.
-FC_TAG_HEAD = 9
+FC_TAG_ADD_RANGE, FC_TAG_DEL_RANGE, FC_TAG_PAD, FC_TAG_TAIL, FC_TAG_HEAD = 1, 2, 7, 8, 9
+FC_DENTRY_TAGS = {3, 4, 5}  # CREAT, LINK, UNLINK: parent inode, inode, name
+FC_INODE_TAGS = {FC_TAG_ADD_RANGE, FC_TAG_DEL_RANGE, 6}  # ... and INODE: the inode number first
 FC_TL = struct.Struct("<HH")
 FC_HEAD = struct.Struct("<II")  # fc_features, fc_tid
 
@@ -404,15 +406,52 @@ class Journal:
         return stored == (value if geo.incompat & INCOMPAT_CSUM_V3 else value & 0xFFFF)
 
     def _refuse_fast_commits(self, geo: _Geometry, end: int) -> None:
-        raw = self._block(geo.last + 1) if geo.last + 1 < geo.maxlen else b""
-        if len(raw) < FC_TL.size + FC_HEAD.size:
+        """Refuse a journal whose fast-commit area holds changes made after its last full commit.
+
+        ext4 logs fast commits as operations on inodes (ranges added or punched, names linked
+        and unlinked, inodes rewritten), which the kernel replays by redoing them; here they are
+        only read to name what they change."""
+        first = geo.last + 1
+        if first >= geo.maxlen:
             return
+        raw = self._block(first)
         tag, length = FC_TL.unpack_from(raw)
         if tag != FC_TAG_HEAD or length < FC_HEAD.size:
             return
         _features, tid = FC_HEAD.unpack_from(raw, FC_TL.size)
-        if tid == end:
-            raise self._corrupt(
-                f"the fast-commit area holds changes of transaction {tid}, after the last full commit; "
-                "replaying fast commits is not supported (the kernel would apply them)"
-            )
+        if tid != end:
+            return  # left over from an older transaction
+        inodes, names = self._fast_commit_targets(first, geo.maxlen, tid)
+        changed = ", ".join(str(n) for n in sorted(inodes)[:10]) + (" ..." if len(inodes) > 10 else "")
+        named = ", ".join(repr(n) for n in names[:5]) + (" ..." if len(names) > 5 else "")
+        raise self._corrupt(
+            f"the fast-commit area holds changes of transaction {tid}, after the last full commit "
+            f"(inodes {changed or '?'}{'; names ' + named if named else ''}); replaying fast commits "
+            "is not supported (the kernel would apply them)"
+        )
+
+    def _fast_commit_targets(self, first: int, maxlen: int, tid: int) -> tuple[set[int], list[str]]:
+        """The inode numbers and names the fast commits of `tid` from block `first` on touch
+        (each fast commit ends with a TAIL naming its transaction; stale ones follow)."""
+        inodes: set[int] = set()
+        names: list[str] = []
+        for block in range(first, maxlen):
+            raw = self._block(block)
+            pos = 0
+            while pos + FC_TL.size <= len(raw):
+                tag, length = FC_TL.unpack_from(raw, pos)
+                value = raw[pos + FC_TL.size : pos + FC_TL.size + length]
+                if not FC_TAG_ADD_RANGE <= tag <= FC_TAG_HEAD or len(value) != length:
+                    return inodes, names
+                if tag in FC_DENTRY_TAGS and length >= 8:
+                    _parent, ino = struct.unpack_from("<II", value)
+                    inodes.add(ino)
+                    names.append(value[8:].decode("utf-8", "backslashreplace"))
+                elif tag in FC_INODE_TAGS and length >= 4:
+                    inodes.add(struct.unpack_from("<I", value)[0])
+                elif tag == FC_TAG_TAIL and (length < 4 or struct.unpack_from("<I", value)[0] != tid):
+                    return inodes, names
+                elif tag == FC_TAG_PAD:
+                    break  # the rest of the block is padding
+                pos += FC_TL.size + length
+        return inodes, names

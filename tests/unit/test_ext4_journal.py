@@ -304,7 +304,9 @@ def test_pending_fast_commits_are_refused(root_user: None, tmp_path: Path) -> No
     )
     with pytest.raises(CorruptInput) as err:
         read_tree(image)
-    assert re.search(r"journal: the fast-commit area holds changes of transaction \d+", str(err.value))
+    message = str(err.value)
+    assert re.search(r"journal: the fast-commit area holds changes of transaction \d+", message), message
+    assert re.search(r"\(inodes \d+(, \d+)+; names 'f0', 'f1', 'f2', 'f3', 'f4'\)", message), message
     assert "--no-journal" in (err.value.hint or "")
     tree, report = read_tree(image, ReadOptions(journal=False))
     assert tree and report.needed and not report.replayed
