@@ -12,8 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import io
 import json
 import os
+import random
 import re
 import shutil
 import struct
@@ -74,12 +76,17 @@ def needs_recovery(image: Path) -> bool:
 
 
 def unrecovered(
-    tmp_path: Path, mkfs: tuple[str, ...], work: Callable[[bytes], None], mount: str = "", commit: bool = True
+    tmp_path: Path,
+    mkfs: tuple[str, ...],
+    work: Callable[[bytes], None],
+    mount: str = "",
+    commit: bool = True,
+    size: str = "64M",
 ) -> Path:
     """A copy of a mounted filesystem whose journal holds what `work` did."""
     for attempt in range(3):
         live = tmp_path / f"live{attempt}.img"
-        run("mke2fs", "-q", "-F", *mkfs, live, "64M")
+        run("mke2fs", "-q", "-F", *mkfs, live, size)
         copy = tmp_path / "unrecovered.img"
         with live_mount(live, mount) as mnt:
             work(mnt)
@@ -322,3 +329,29 @@ def test_external_journal_is_refused(tmp_path: Path) -> None:
         read_tree(image)
     tree, report = read_tree(image, ReadOptions(journal=False))
     assert [r["path"] for r in tree] == [b".", b"lost+found"] and report.needed
+
+
+def test_random_journal_corruption_only_raises_corrupt_input(root_user: None, tmp_path: Path) -> None:
+    """Flip random bits of the log: a replay may stop early or refuse, never crash or hang."""
+    image = unrecovered(tmp_path, ("-t", "ext4", "-b", "1024"), several_transactions, size="8M")
+    journal = int(run("debugfs", "-R", "bmap <8> 0", image).split()[0])
+    start = re.search(r"^Journal start:\s+(\d+)", run("dumpe2fs", "-h", image), re.M)
+    assert start
+    original = image.read_bytes()
+    first = (journal + int(start.group(1))) * 1024
+    rng = random.Random(7)
+    outcomes: dict[str, int] = {}
+    for _ in range(120):
+        data = bytearray(original)
+        for _ in range(rng.randint(1, 3)):
+            data[first + rng.randrange(64 * 1024)] ^= 1 << rng.randrange(8)
+        try:
+            reader = Ext4Reader(io.BytesIO(bytes(data)), name="fuzz")
+            for entry in reader.entries():
+                for _ in entry.chunks():
+                    pass
+            outcomes["read"] = outcomes.get("read", 0) + 1
+        except CorruptInput as e:
+            assert str(e).startswith("fuzz: ") and "\n" not in str(e)
+            outcomes["refused"] = outcomes.get("refused", 0) + 1
+    assert outcomes.get("refused", 0) > 5 and outcomes.get("read", 0) > 5, outcomes
