@@ -125,7 +125,6 @@ EXT3_RO_COMPAT = RO_COMPAT_SPARSE_SUPER | RO_COMPAT_LARGE_FILE | RO_COMPAT_BTREE
 # file_acl_lo, size_high, blocks_high, file_acl_high, uid_high, gid_high.
 INODE_BASE = struct.Struct("<HHI8xi4xHHII4x60s4xII4xHHHH4x")
 EXTRA_ISIZE_OFFSET = 0x80
-GENERATION_OFFSET = 0x64
 # Superblock fields beyond the geometry.
 SB_CREATOR_OS = 0x48
 SB_JOURNAL_INUM = 0xE0
