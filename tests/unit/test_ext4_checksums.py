@@ -160,3 +160,11 @@ def test_cli_refuses_and_ignores(csum_image: Path, tmp_path: Path) -> None:
     assert "Traceback" not in refused.stderr
     read = dockerify("inspect", "--json", "--ignore-checksums", str(card))
     assert "inode checksum mismatch" in read.stderr and "--ignore-checksums" in read.stderr
+
+
+def test_crc_is_the_kernels_raw_crc32c() -> None:
+    """The kernel's crc32c(~0, data) is the standard CRC-32C without its final inversion."""
+    from dockerify.sources.ext4csum import crc
+
+    assert crc(0xFFFFFFFF, b"123456789") ^ 0xFFFFFFFF == 0xE3069283  # the CRC-32C check value
+    assert crc(crc(0xFFFFFFFF, b"1234"), b"56789") == crc(0xFFFFFFFF, b"123456789")

@@ -355,3 +355,26 @@ def test_random_journal_corruption_only_raises_corrupt_input(root_user: None, tm
             assert str(e).startswith("fuzz: ") and "\n" not in str(e)
             outcomes["refused"] = outcomes.get("refused", 0) + 1
     assert outcomes.get("refused", 0) > 5 and outcomes.get("read", 0) > 5, outcomes
+
+
+def test_overlay_patches_only_the_replayed_blocks() -> None:
+    """Pure: reads that cover replayed blocks partly or wholly get the logged copies, escaped
+    copies get their magic number back, and other bytes are left alone."""
+    from dockerify.sources.jbd2 import Overlay
+
+    bs = 16
+    disk = bytes(range(256)) * 2  # 32 blocks of 16 bytes
+    overlay = Overlay(bs, {2: (20, False), 3: (21, True)})
+    overlay.freeze()
+
+    def read(pos: int, n: int) -> bytes:
+        return disk[pos : pos + n]
+
+    def want(pos: int, n: int) -> bytes:
+        patched = bytearray(disk)
+        patched[2 * bs : 3 * bs] = disk[20 * bs : 21 * bs]
+        patched[3 * bs : 4 * bs] = JBD2_MAGIC + disk[21 * bs + 4 : 22 * bs]
+        return bytes(patched[pos : pos + n])
+
+    for pos, n in ((0, 32), (0, 64), (35, 3), (40, 20), (50, 100), (64, 16), (1, 511)):
+        assert overlay.patch(pos, read(pos, n), read) == want(pos, n), (pos, n)
