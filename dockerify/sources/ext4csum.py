@@ -13,6 +13,8 @@ from enum import Enum
 import crc32c as _crc32c
 
 MASK = 0xFFFFFFFF
+_std = _crc32c.crc32c
+_U32 = struct.Struct("<I")
 
 
 def crc(seed: int, data: bytes | bytearray | memoryview) -> int:
@@ -67,15 +69,17 @@ def group_descriptor(seed: int, group: int, desc: bytes) -> tuple[int, int]:
 def inode(seed: int, ino: int, raw: bytes, extra_isize: int) -> tuple[int, int, int]:
     """(stored, computed) inode checksum, and the inode's own seed (its extent and directory
     blocks are checked with it). The checksum is 32 bits with i_checksum_hi, else the low 16.
-    One crc32c call over a copy with the checksum fields zeroed: this runs for every inode."""
-    iseed = crc(seed, struct.pack("<I", ino) + raw[INODE_GENERATION : INODE_GENERATION + 4])
-    (stored,) = struct.unpack_from("<H", raw, INODE_CHECKSUM_LO)
+    This runs for every inode: one copy with the checksum fields zeroed, and the library's
+    standard CRC chained directly (its running value is the raw one inverted)."""
+    running = _std(raw[INODE_GENERATION : INODE_GENERATION + 4], _std(_U32.pack(ino), seed ^ MASK))
+    body = bytearray(raw)
+    lo = body[INODE_CHECKSUM_LO] | body[INODE_CHECKSUM_LO + 1] << 8
+    body[INODE_CHECKSUM_LO] = body[INODE_CHECKSUM_LO + 1] = 0
     if len(raw) > GOOD_OLD_INODE_SIZE and extra_isize >= CSUM_HI_EXTRA_END:
-        (hi,) = struct.unpack_from("<H", raw, INODE_CHECKSUM_HI)
-        body = raw[:INODE_CHECKSUM_LO] + b"\0\0" + raw[INODE_CHECKSUM_LO + 2 : INODE_CHECKSUM_HI] + b"\0\0"
-        return stored | hi << 16, crc(iseed, body + raw[INODE_CHECKSUM_HI + 2 :]), iseed
-    body = raw[:INODE_CHECKSUM_LO] + b"\0\0" + raw[INODE_CHECKSUM_LO + 2 :]
-    return stored, crc(iseed, body) & 0xFFFF, iseed
+        hi = body[INODE_CHECKSUM_HI] | body[INODE_CHECKSUM_HI + 1] << 8
+        body[INODE_CHECKSUM_HI] = body[INODE_CHECKSUM_HI + 1] = 0
+        return lo | hi << 16, _std(body, running) ^ MASK, running ^ MASK
+    return lo, (_std(body, running) ^ MASK) & 0xFFFF, running ^ MASK
 
 
 def extent_block(iseed: int, block: bytes, tail: int) -> tuple[int, int]:
