@@ -257,7 +257,7 @@ class _Inode:
     i_block: bytes
     file_acl: int
     extra_isize: int = 0
-    csum_seed: int = 0  # the seed of the inode's own blocks (extent tree, directory)
+    csum_seed: int | None = None  # the seed of the inode's own blocks (extent tree, directory)
 
     @property
     def file_type(self) -> FileType | None:
@@ -390,6 +390,12 @@ class Ext4Reader:
             self._warned.add(kind.value)
             log.warning("%s; read anyway (--ignore-checksums), further %s checksum errors are not reported",
                         error.message, kind.value)  # fmt: skip
+
+    def _inode_seed(self, inode: _Inode) -> int:
+        """The checksum seed of an inode's extent and directory blocks, computed when first needed."""
+        if inode.csum_seed is None:
+            inode.csum_seed = ext4csum.inode_seed(self._sb.csum_seed or 0, inode.number, inode.raw)
+        return inode.csum_seed
 
     def _warn_once(self, key: str, message: str) -> None:
         if key not in self._warned:
@@ -683,7 +689,7 @@ class Ext4Reader:
         raw = self._meta_block(table + block)[slot * sb.inode_size : (slot + 1) * sb.inode_size]
         inode = self._parse_inode(ino, path, raw)
         if sb.csum_seed is not None:
-            stored, computed, inode.csum_seed = ext4csum.inode(sb.csum_seed, ino, raw, inode.extra_isize)
+            stored, computed = ext4csum.inode(sb.csum_seed, ino, raw, inode.extra_isize)
             if stored != computed and sb.inode_csums:
                 self._checksum_failed(ChecksumKind.INODE, stored, computed, ino, path)
         return inode
@@ -879,7 +885,7 @@ class Ext4Reader:
         if depth is not None and self._sb.csum_seed is not None:
             # Nodes outside i_block end with a checksum after their eh_max entries.
             stored, computed = ext4csum.extent_block(
-                inode.csum_seed, node, EXTENT_ENTRY_SIZE * (capacity + 1)
+                self._inode_seed(inode), node, EXTENT_ENTRY_SIZE * (capacity + 1)
             )
             if stored != computed:
                 self._checksum_failed(ChecksumKind.EXTENT_BLOCK, stored, computed, inode.number, inode.path)
@@ -1051,10 +1057,10 @@ class Ext4Reader:
                 raise self._bad(
                     inode, f"htree node at directory block {logical} has no room for its checksum"
                 )
-            stored, computed = ext4csum.dx_node(inode.csum_seed, block, count_offset, count, limit)
+            stored, computed = ext4csum.dx_node(self._inode_seed(inode), block, count_offset, count, limit)
             kind = ChecksumKind.HTREE_NODE
         elif ext4csum.has_dirent_tail(block):
-            stored, computed = ext4csum.dirent_block(inode.csum_seed, block)
+            stored, computed = ext4csum.dirent_block(self._inode_seed(inode), block)
             kind = ChecksumKind.DIRECTORY_BLOCK
         else:
             raise self._bad(inode, f"directory block {logical} has no checksum tail (metadata_csum)")

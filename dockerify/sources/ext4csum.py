@@ -66,20 +66,28 @@ def group_descriptor(seed: int, group: int, desc: bytes) -> tuple[int, int]:
     return stored, value & 0xFFFF
 
 
-def inode(seed: int, ino: int, raw: bytes, extra_isize: int) -> tuple[int, int, int]:
-    """(stored, computed) inode checksum, and the inode's own seed (its extent and directory
-    blocks are checked with it). The checksum is 32 bits with i_checksum_hi, else the low 16.
-    This runs for every inode: one copy with the checksum fields zeroed, and the library's
-    standard CRC chained directly (its running value is the raw one inverted)."""
-    running = _std(raw[INODE_GENERATION : INODE_GENERATION + 4], _std(_U32.pack(ino), seed ^ MASK))
-    body = bytearray(raw)
-    lo = body[INODE_CHECKSUM_LO] | body[INODE_CHECKSUM_LO + 1] << 8
-    body[INODE_CHECKSUM_LO] = body[INODE_CHECKSUM_LO + 1] = 0
+def inode_seed(seed: int, ino: int, raw: bytes) -> int:
+    """The per-inode seed that the inode's own blocks (extent tree, directory) are checked with."""
+    return int(_std(_U32.pack(ino) + raw[INODE_GENERATION : INODE_GENERATION + 4], seed ^ MASK)) ^ MASK
+
+
+def inode(seed: int, ino: int, raw: bytes, extra_isize: int) -> tuple[int, int]:
+    """(stored, computed) inode checksum: 32 bits with i_checksum_hi, else the low 16.
+
+    This runs for every inode, so it is one library call over one buffer: the inode number and
+    generation (the per-inode seed) followed by the inode with its checksum fields zeroed."""
+    body = bytearray(_U32.pack(ino))
+    body += raw[INODE_GENERATION : INODE_GENERATION + 4]
+    body += raw
+    lo = 8 + INODE_CHECKSUM_LO
+    stored = body[lo] | body[lo + 1] << 8
+    body[lo] = body[lo + 1] = 0
     if len(raw) > GOOD_OLD_INODE_SIZE and extra_isize >= CSUM_HI_EXTRA_END:
-        hi = body[INODE_CHECKSUM_HI] | body[INODE_CHECKSUM_HI + 1] << 8
-        body[INODE_CHECKSUM_HI] = body[INODE_CHECKSUM_HI + 1] = 0
-        return lo | hi << 16, _std(body, running) ^ MASK, running ^ MASK
-    return lo, (_std(body, running) ^ MASK) & 0xFFFF, running ^ MASK
+        hi = 8 + INODE_CHECKSUM_HI
+        stored |= (body[hi] | body[hi + 1] << 8) << 16
+        body[hi] = body[hi + 1] = 0
+        return stored, int(_std(body, seed ^ MASK)) ^ MASK
+    return stored, (int(_std(body, seed ^ MASK)) ^ MASK) & 0xFFFF
 
 
 def extent_block(iseed: int, block: bytes, tail: int) -> tuple[int, int]:
