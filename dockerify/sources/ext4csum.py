@@ -32,7 +32,6 @@ class ChecksumKind(Enum):
     DIRECTORY_BLOCK = "directory block"
     HTREE_NODE = "htree node"
     XATTR_BLOCK = "xattr block"
-    JOURNAL = "journal"
 
 
 # --- ext4 -------------------------------------------------------------------------------------
