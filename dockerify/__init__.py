@@ -10,6 +10,7 @@ from dockerify.errors import CorruptInput, DockerifyError, NotFound
 from dockerify.oci.image import ImageOptions
 from dockerify.oci.refs import ImageRef, parse_ref
 from dockerify.platform import Arch, Platform
+from dockerify.sources.options import ReadOptions
 from dockerify.trees import open_image, open_tree
 
 __version__ = "0.1.0"
@@ -26,6 +27,7 @@ __all__ = [
     "ImageRef",
     "NotFound",
     "Platform",
+    "ReadOptions",
     "build",
     "open_image",
     "open_tree",

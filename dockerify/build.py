@@ -21,6 +21,7 @@ from dockerify.platform import Platform, reconcile
 from dockerify.progress import Progress
 from dockerify.sources import DEFAULT_MAX_SIZE, Source, open_source
 from dockerify.sources.disk import LAYOUT_LABEL
+from dockerify.sources.options import ReadOptions
 
 log = logging.getLogger("dockerify")
 
@@ -33,6 +34,7 @@ class BuildOptions:
     pi_fixups: bool = True
     force: bool = False
     max_size: int = DEFAULT_MAX_SIZE
+    read: ReadOptions = ReadOptions()  # journal replay and checksum verification of filesystems
     quiet: bool = False
     # GNU sparse members keep holes, but Docker's layer store (tar-split) cannot reassemble them:
     # `docker save` / `docker push` of such a layer fails verification. Docker outputs go dense.
@@ -126,7 +128,7 @@ def build(
     def produce(layout: Layout) -> Descriptor:
         manifests: list[Descriptor] = []
         for requested, path in sources:
-            with open_source(path, max_size=opts.max_size) as source:
+            with open_source(path, max_size=opts.max_size, read=opts.read) as source:
                 manifests.append(build_manifest(source, requested, layout, opts, progress))
         platforms = [d.platform for d in manifests]
         if len(set(platforms)) != len(platforms):

@@ -10,9 +10,13 @@ import shlex
 import sys
 import traceback
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from dockerify.errors import DockerifyError
 from dockerify.oci.refs import ImageRef
+
+if TYPE_CHECKING:
+    from dockerify.sources.options import ReadOptions
 
 log = logging.getLogger("dockerify")
 _SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
@@ -88,6 +92,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         pi_fixups=not args.no_pi_fixups,
         force=args.force,
         max_size=args.max_size,
+        read=_read_options(args),
         quiet=args.quiet,
         sparse=not args.dense and output.transport not in ("docker-daemon", "docker-archive"),
     )
@@ -109,7 +114,9 @@ def cmd_build(args: argparse.Namespace) -> int:
 def cmd_inspect(args: argparse.Namespace) -> int:
     from dockerify.inspect import inspect_target, render
 
-    info = inspect_target(args.target, platform=args.platform, max_size=args.max_size)
+    info = inspect_target(
+        args.target, platform=args.platform, max_size=args.max_size, read=_read_options(args)
+    )
     print(json.dumps(info, indent=2, sort_keys=True) if args.json else render(info))
     return 0
 
@@ -120,9 +127,10 @@ def cmd_diff(args: argparse.Namespace) -> int:
     from dockerify.trees import open_tree
 
     plat = Platform.parse(args.platform) if args.platform else None
-    with open_tree(args.a, platform=plat, max_size=args.max_size) as a:
+    read = _read_options(args)
+    with open_tree(args.a, platform=plat, max_size=args.max_size, read=read) as a:
         ra = records(a.entries())
-    with open_tree(args.b, platform=plat, max_size=args.max_size) as b:
+    with open_tree(args.b, platform=plat, max_size=args.max_size, read=read) as b:
         rb = records(b.entries())
     lines = compare(ra, rb)
     for line in lines:
@@ -145,6 +153,26 @@ def _common(p: argparse.ArgumentParser) -> None:
         metavar="SIZE",
         help="largest decompressed input accepted (default 64G)",
     )
+
+
+def _source_reading(p: argparse.ArgumentParser) -> None:
+    """Options of commands that read disk images (build, inspect, diff)."""
+    p.add_argument(
+        "--no-journal",
+        action="store_true",
+        help="read an ext3/ext4 filesystem that needs recovery as it is on disk, without replaying its journal",
+    )
+    p.add_argument(
+        "--ignore-checksums",
+        action="store_true",
+        help="read ext4 metadata whose metadata_csum checksum is wrong (one warning per kind)",
+    )
+
+
+def _read_options(args: argparse.Namespace) -> ReadOptions:
+    from dockerify.sources.options import ReadOptions
+
+    return ReadOptions(journal=not args.no_journal, verify_checksums=not args.ignore_checksums)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,6 +212,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     b.add_argument("--no-pi-fixups", action="store_true", help="keep /etc/ld.so.preload untouched")
     b.add_argument("--json", action="store_true")
+    _source_reading(b)
     _common(b)
     b.set_defaults(func=cmd_build)
 
@@ -193,6 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("target", metavar="SOURCE|IMAGE")
     i.add_argument("--platform")
     i.add_argument("--json", action="store_true")
+    _source_reading(i)
     _common(i)
     i.set_defaults(func=cmd_inspect)
 
@@ -200,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("a")
     d.add_argument("b")
     d.add_argument("--platform", help="the platform to compare when an image holds several")
+    _source_reading(d)
     _common(d)
     d.set_defaults(func=cmd_diff)
 

@@ -12,6 +12,7 @@ from dockerify.oci.refs import parse_ref
 from dockerify.oci.select import images
 from dockerify.platform import Platform
 from dockerify.sources import DEFAULT_MAX_SIZE, open_source
+from dockerify.sources.options import DEFAULT_READ, ReadOptions
 from dockerify.trees import is_image_ref
 
 
@@ -27,8 +28,10 @@ def _scan(entries: Any) -> TreeFacts:
     return facts
 
 
-def inspect_source(path: str, max_size: int = DEFAULT_MAX_SIZE) -> dict[str, Any]:
-    with open_source(path, max_size=max_size) as source:
+def inspect_source(
+    path: str, max_size: int = DEFAULT_MAX_SIZE, read: ReadOptions = DEFAULT_READ
+) -> dict[str, Any]:
+    with open_source(path, max_size=max_size, read=read) as source:
         facts = _scan(source.entries())
         facts.apply_boot_config()
         evidence = facts.detector.evidence()
@@ -42,6 +45,8 @@ def inspect_source(path: str, max_size: int = DEFAULT_MAX_SIZE) -> dict[str, Any
         }
         if source.layout is not None:
             info["disk"] = source.layout.to_json()
+        if source.journal is not None:
+            info["journal"] = source.journal.to_json()
         return info
 
 
@@ -72,11 +77,26 @@ def inspect_image(text: str, platform: str | None) -> dict[str, Any]:
 
 
 def inspect_target(
-    text: str, platform: str | None = None, max_size: int = DEFAULT_MAX_SIZE
+    text: str,
+    platform: str | None = None,
+    max_size: int = DEFAULT_MAX_SIZE,
+    read: ReadOptions = DEFAULT_READ,
 ) -> dict[str, Any]:
     if is_image_ref(text):
         return inspect_image(text, platform)
-    return inspect_source(text, max_size)
+    return inspect_source(text, max_size, read)
+
+
+def _journal_line(journal: dict[str, Any]) -> str:
+    if not journal["needs_recovery"]:
+        return "clean (no recovery needed)"
+    if not journal["replayed"]:
+        return f"needs recovery, not replayed ({journal.get('skipped', '')})"
+    n = journal["transactions"]
+    return (
+        f"replayed {n} transaction{'s' if n != 1 else ''} ({journal['blocks']} blocks, "
+        f"{journal['revoked']} revoked copies skipped)"
+    )
 
 
 def _why(evidence: dict[str, Any] | None) -> str:
@@ -109,6 +129,9 @@ def render(info: dict[str, Any]) -> str:
     osr = info.get("os_release") or {}
     if osr:
         lines.append(f"os:       {osr.get('PRETTY_NAME', osr.get('NAME', ''))}")
+    journal = info.get("journal")
+    if journal:
+        lines.append(f"journal:  {_journal_line(journal)}")
     disk = info.get("disk")
     if disk and disk["table_type"] == "none":
         fs = disk["partitions"][0]["fs"]

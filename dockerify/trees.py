@@ -16,6 +16,7 @@ from dockerify.oci.refs import TRANSPORTS, ImageRef, parse_ref
 from dockerify.oci.select import Image, select
 from dockerify.platform import Platform
 from dockerify.sources import DEFAULT_MAX_SIZE, open_source
+from dockerify.sources.options import DEFAULT_READ, ReadOptions
 
 
 def is_image_ref(text: str) -> bool:
@@ -64,10 +65,11 @@ def open_tree(
     platform: Platform | None = None,
     max_size: int = DEFAULT_MAX_SIZE,
     restore_fixups: bool = True,
+    read: ReadOptions = DEFAULT_READ,
 ) -> Iterator[Tree]:
     if is_image_ref(text):
         with open_image(text, platform) as image:
             yield Tree(text, lambda: flatten(image, restore_fixups=restore_fixups), image)
         return
-    with open_source(text, max_size=max_size) as source:
+    with open_source(text, max_size=max_size, read=read) as source:
         yield Tree(text, source.entries)

@@ -10,6 +10,7 @@ from typing import Any
 
 from dockerify.entry import Entry
 from dockerify.errors import CorruptInput, NotFound
+from dockerify.sources.options import DEFAULT_READ, ReadOptions
 
 DEFAULT_MAX_SIZE = 64 << 30  # decompressed bytes; a bigger input needs --max-size
 
@@ -20,6 +21,7 @@ class Source:
     kind: str  # "disk" | "filesystem" | "tarball" | "directory"
     entries: Callable[[], Iterator[Entry]]
     layout: Any = None  # DiskLayout for disk images and bare filesystems
+    journal: Any = None  # JournalReport of the root filesystem, for ext3/ext4
 
 
 def _kind_of(path: str, max_size: int) -> tuple[str, str]:
@@ -53,7 +55,9 @@ def _kind_of(path: str, max_size: int) -> tuple[str, str]:
 
 
 @contextlib.contextmanager
-def open_source(path: str, *, max_size: int = DEFAULT_MAX_SIZE) -> Iterator[Source]:
+def open_source(
+    path: str, *, max_size: int = DEFAULT_MAX_SIZE, read: ReadOptions = DEFAULT_READ
+) -> Iterator[Source]:
     if not os.path.exists(path):
         raise NotFound(f"{path}: no such file or directory")
     if os.path.isdir(path):
@@ -77,8 +81,9 @@ def open_source(path: str, *, max_size: int = DEFAULT_MAX_SIZE) -> Iterator[Sour
 
     with open_disk_image(path, max_size) as (f, size):
         if kind == "filesystem":
-            bare = FilesystemSource(f, size, path, fs)
-            yield Source(path, "filesystem", bare.entries, bare.layout())
+            bare = FilesystemSource(f, size, path, fs, read)
+            journal = bare.ext.journal if bare.ext is not None else None
+            yield Source(path, "filesystem", bare.entries, bare.layout(), journal)
             return
-        disk = DiskSource(f, size, path)
-        yield Source(path, "disk", disk.entries, disk.layout())
+        disk = DiskSource(f, size, path, read)
+        yield Source(path, "disk", disk.entries, disk.layout(), disk.root.journal)

@@ -13,6 +13,7 @@ from dockerify.entry import Entry, FileType, path_key
 from dockerify.errors import CorruptInput
 from dockerify.sources.ext4 import Ext4Reader
 from dockerify.sources.fat import FatReader
+from dockerify.sources.options import ReadOptions
 from dockerify.sources.partitions import Partition, PartitionTable, read_partition_table
 
 log = logging.getLogger("dockerify")
@@ -162,9 +163,9 @@ class FilesystemSource:
     bundle): the filesystem is the whole tree. Its layout records the one filesystem as
     partition 0 at byte 0, mounted at /, under table type "none"."""
 
-    def __init__(self, f: BinaryIO, size: int, name: str, kind: str) -> None:
+    def __init__(self, f: BinaryIO, size: int, name: str, kind: str, read: ReadOptions | None = None) -> None:
         self.size, self.name, self.kind = size, name, kind
-        self.ext = Ext4Reader(f, 0, size, name) if kind == "ext" else None
+        self.ext = Ext4Reader(f, 0, size, name, options=read) if kind == "ext" else None
         self.fat = FatReader(f, 0, size, name) if kind == "fat" else None
 
     def layout(self) -> DiskLayout:
@@ -179,7 +180,7 @@ class FilesystemSource:
 
 
 class DiskSource:
-    def __init__(self, f: BinaryIO, size: int, name: str) -> None:
+    def __init__(self, f: BinaryIO, size: int, name: str, read: ReadOptions | None = None) -> None:
         self.f, self.size, self.name = f, size, name
         self.table = read_partition_table(f, size, name)
         self.root_part: Partition | None = None
@@ -197,7 +198,11 @@ class DiskSource:
             )
         self.root_part = ext[0]
         self.root = Ext4Reader(
-            f, self.root_part.start, self.root_part.size, f"{name} partition {self.root_part.number}"
+            f,
+            self.root_part.start,
+            self.root_part.size,
+            f"{name} partition {self.root_part.number}",
+            options=read,
         )
         self.boot: FatReader | None = None
         self.boot_mount = ""

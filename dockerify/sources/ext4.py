@@ -6,14 +6,17 @@ Documentation/filesystems/ext4 ("ext4 Data Structures and Algorithms").
 
 Everything read from the image is treated as hostile: every number is range-checked before it
 is used, and any inconsistency raises `CorruptInput` naming the input, the inode and its path.
-The journal is not replayed: a filesystem that was not cleanly unmounted is read as it is on
-disk, like `debugfs` does.
+On metadata_csum filesystems every checksum of the metadata read is verified (ext4csum.py).
+A filesystem that was not cleanly unmounted has its journal replayed into an overlay of
+changed blocks (jbd2.py), so the tree read is the one the kernel would mount; the input is
+never written.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import io
+import logging
 import os
 import struct
 import uuid
@@ -23,7 +26,12 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from dockerify.entry import CHUNK, Entry, FileType, bytes_reader, sparse_map_from_chunks
-from dockerify.errors import CorruptInput
+from dockerify.errors import CorruptInput, DockerifyError
+from dockerify.sources import ext4csum, jbd2
+from dockerify.sources.ext4csum import ChecksumKind
+from dockerify.sources.options import ReadOptions
+
+log = logging.getLogger("dockerify")
 
 # --- superblock -------------------------------------------------------------------------------
 
@@ -88,6 +96,8 @@ INCOMPAT_FEATURES = {
 }
 
 COMPAT_HAS_JOURNAL = 0x0004
+RO_COMPAT_METADATA_CSUM = 0x0400
+INCOMPAT_CSUM_SEED = 0x2000
 RO_COMPAT_SPARSE_SUPER = 0x0001
 RO_COMPAT_LARGE_FILE = 0x0002
 RO_COMPAT_BTREE_DIR = 0x0004
@@ -98,11 +108,12 @@ INCOMPAT_FILETYPE = 0x0002
 INCOMPAT_RECOVER = 0x0004
 INCOMPAT_META_BG = 0x0010
 INCOMPAT_64BIT = 0x0080
+INCOMPAT_EA_INODE = 0x0400
 
-# Incompatible features this reader cannot read: compressed or encrypted data, Lustre's extra
-# dirent data, and an external journal device (which holds no files). Everything else in the
-# table only moves metadata around (or, for ea_inode, is refused value by value).
-INCOMPAT_UNSUPPORTED = {"compression", "journal_dev", "dirdata", "encrypt"}
+# Incompatible features this reader cannot read: compressed data, Lustre's extra dirent data,
+# and an external journal device (which holds no files). Everything else in the table only
+# moves metadata around; encrypt is refused inode by inode (only encrypted ones are unreadable).
+INCOMPAT_UNSUPPORTED = {"compression", "journal_dev", "dirdata"}
 INCOMPAT_SUPPORTED = sum(bit for bit, name in INCOMPAT_FEATURES.items() if name not in INCOMPAT_UNSUPPORTED)
 # What ext3 knows; anything beyond makes the filesystem ext4 (the rule blkid applies).
 EXT3_INCOMPAT = INCOMPAT_FILETYPE | INCOMPAT_RECOVER | INCOMPAT_META_BG
@@ -114,6 +125,13 @@ EXT3_RO_COMPAT = RO_COMPAT_SPARSE_SUPER | RO_COMPAT_LARGE_FILE | RO_COMPAT_BTREE
 # file_acl_lo, size_high, blocks_high, file_acl_high, uid_high, gid_high.
 INODE_BASE = struct.Struct("<HHI8xi4xHHII4x60s4xII4xHHHH4x")
 EXTRA_ISIZE_OFFSET = 0x80
+# Superblock fields beyond the geometry.
+SB_CREATOR_OS = 0x48
+SB_JOURNAL_INUM = 0xE0
+SB_CHECKSUM_TYPE = 0x175
+SB_CHECKSUM_SEED = 0x270
+CREATOR_OS_LINUX = 0
+CRC32C_CHECKSUM_TYPE = 1
 MTIME_EXTRA_OFFSET = 0x88
 
 S_IFMT = 0xF000
@@ -127,7 +145,11 @@ FILE_TYPES = {
     0xC000: FileType.SOCKET,
 }
 
+ENCRYPT_FL = 0x800
+INDEX_FL = 0x1000  # an htree (dir_index) directory
 HUGE_FILE_FL = 0x40000
+VERITY_FL = 0x100000
+EA_INODE_FL = 0x200000
 EXTENTS_FL = 0x80000
 INLINE_DATA_FL = 0x10000000
 I_BLOCK_SIZE = 60
@@ -164,6 +186,9 @@ XATTR_PREFIXES = {
     8: "system.richacl",
 }
 XATTR_ACL_INDEXES = {2, 3}
+# Indexes the kernel keeps for itself and never lists: the fscrypt context, Hurd's, fs-verity's.
+XATTR_HIDDEN_INDEXES = {9, 10, 11}
+XATTR_SIZE_MAX = 65536  # the VFS limit, and so the largest value an ea_inode may hold
 INLINE_DATA_XATTR = "system.data"
 
 # POSIX ACLs: ext4 stores version 1 with 4-byte short entries; the VFS speaks version 2 with
@@ -210,6 +235,9 @@ class _Superblock:
     compat: int
     incompat: int
     ro_compat: int
+    journal_inum: int = 0
+    csum_seed: int | None = None  # metadata_csum: the seed every checksum starts from
+    inode_csums: bool = False  # inode checksums (the kernel skips them unless Linux made the fs)
 
 
 @dataclass(slots=True)
@@ -228,6 +256,8 @@ class _Inode:
     blocks: int  # in 512-byte units
     i_block: bytes
     file_acl: int
+    extra_isize: int = 0
+    csum_seed: int | None = None  # the seed of the inode's own blocks (extent tree, directory)
 
     @property
     def file_type(self) -> FileType | None:
@@ -259,6 +289,8 @@ def _feature_names(bits: int, table: dict[int, str], letter: str) -> list[str]:
 
 
 def _display(path: bytes) -> str:
+    if path[:1] == b"\0":
+        return path[1:].decode()  # a label for an inode no directory names (the journal ...)
     return "/" if path == b"." else "/" + path.decode("utf-8", "backslashreplace")
 
 
@@ -272,19 +304,32 @@ class Ext4Reader:
     `size` is the number of bytes available from `offset` (the partition length; by default up
     to the end of `f`) and `name` names the input in every error message. `f` may be shared with
     other readers: it is read with os.pread, or seek + read when it has no descriptor.
+    `options` say whether to replay the journal and to verify checksums (ReadOptions).
     """
 
     info: Ext4Info
+    journal: jbd2.JournalReport
 
-    def __init__(self, f: BinaryIO, offset: int = 0, size: int | None = None, name: str = "ext4") -> None:
+    def __init__(
+        self,
+        f: BinaryIO,
+        offset: int = 0,
+        size: int | None = None,
+        name: str = "ext4",
+        options: ReadOptions | None = None,
+    ) -> None:
         self._f = f
         self._offset = offset
         self._name = name
+        self._options = options or ReadOptions()
         self._fd = self._fileno(f)
         self._available = self._available_size(size)
-        self._sb = self._read_superblock()
+        self._overlay: jbd2.Overlay | None = None
+        self._warned: set[str] = set()
         self._inode_tables: OrderedDict[int, int] = OrderedDict()
         self._meta: OrderedDict[int, bytes] = OrderedDict()
+        self._sb = self._read_superblock()
+        self.journal = self._recover()
         self.info = self._make_info()
 
     # --- raw I/O ------------------------------------------------------------------------------
@@ -305,6 +350,13 @@ class Ext4Reader:
         return max(0, end - self._offset)
 
     def _read(self, pos: int, length: int) -> bytes:
+        """`length` bytes at filesystem byte `pos`, as the journal's replay left them."""
+        data = self._read_disk(pos, length)
+        if self._overlay is not None:
+            return self._overlay.patch(pos, data, self._read_disk)
+        return data
+
+    def _read_disk(self, pos: int, length: int) -> bytes:
         """`length` bytes at filesystem byte `pos`; the file is shared, so never rely on its position."""
         if self._fd is not None:
             data = os.pread(self._fd, length, self._offset + pos)
@@ -323,6 +375,32 @@ class Ext4Reader:
 
     def _bad(self, inode: _Inode, what: str) -> CorruptInput:
         return self._corrupt(what, inode.number, inode.path)
+
+    def _checksum_failed(
+        self, kind: ChecksumKind, stored: int, computed: int, ino: int | None = None, path: bytes | None = None,
+        where: str = "",
+    ) -> None:  # fmt: skip
+        """A metadata checksum that does not match: refuse, or with --ignore-checksums warn once per kind."""
+        what = f"{kind.value}{where} checksum mismatch (stored 0x{stored:x}, computed 0x{computed:x})"
+        error = self._corrupt(what, ino, path)
+        if self._options.verify_checksums:
+            error.hint = "the kernel refuses this metadata too; --ignore-checksums reads it anyway"
+            raise error
+        if kind.value not in self._warned:
+            self._warned.add(kind.value)
+            log.warning("%s; read anyway (--ignore-checksums), further %s checksum errors are not reported",
+                        error.message, kind.value)  # fmt: skip
+
+    def _inode_seed(self, inode: _Inode) -> int:
+        """The checksum seed of an inode's extent and directory blocks, computed when first needed."""
+        if inode.csum_seed is None:
+            inode.csum_seed = ext4csum.inode_seed(self._sb.csum_seed or 0, inode.number, inode.raw)
+        return inode.csum_seed
+
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            log.warning("%s", message)
 
     # --- superblock and group descriptors -----------------------------------------------------
 
@@ -348,6 +426,8 @@ class Ext4Reader:
         inode_size, _, compat, incompat, ro_compat = struct.unpack_from("<HHIII", raw, 0x58)
         (desc_size,) = struct.unpack_from("<H", raw, 0xFE)
         (first_meta_bg,) = struct.unpack_from("<I", raw, 0x104)
+        (journal_inum,) = struct.unpack_from("<I", raw, SB_JOURNAL_INUM)
+        (creator_os,) = struct.unpack_from("<I", raw, SB_CREATOR_OS)
         (blocks_hi,) = struct.unpack_from("<I", raw, 0x150)
         backup_bgs = struct.unpack_from("<II", raw, 0x24C)
         if rev_level == 0:
@@ -379,8 +459,21 @@ class Ext4Reader:
             compat=compat,
             incompat=incompat,
             ro_compat=ro_compat,
+            journal_inum=journal_inum,
         )
-        return self._validate_superblock(sb)
+        sb = self._validate_superblock(sb)
+        if ro_compat & RO_COMPAT_METADATA_CSUM:
+            if raw[SB_CHECKSUM_TYPE] != CRC32C_CHECKSUM_TYPE:
+                raise self._corrupt(f"superblock: unknown checksum type {raw[SB_CHECKSUM_TYPE]}")
+            stored, computed = ext4csum.superblock(raw)
+            if stored != computed:
+                self._checksum_failed(ChecksumKind.SUPERBLOCK, stored, computed)
+            if incompat & INCOMPAT_CSUM_SEED:
+                (seed,) = struct.unpack_from("<I", raw, SB_CHECKSUM_SEED)
+            else:
+                seed = ext4csum.crc(ext4csum.MASK, raw[0x68:0x78])
+            sb = dataclasses.replace(sb, csum_seed=seed, inode_csums=creator_os == CREATOR_OS_LINUX)
+        return sb
 
     def _check_incompat(self, incompat: int) -> None:
         unsupported = incompat & ~INCOMPAT_SUPPORTED
@@ -420,12 +513,61 @@ class Ext4Reader:
             )
         return dataclasses.replace(sb, groups=groups)
 
+    # --- the journal --------------------------------------------------------------------------
+
+    def _recover(self) -> jbd2.JournalReport:
+        """Replay the journal if the filesystem needs recovery (as the kernel does on mount)."""
+        sb = self._sb
+        if not (sb.incompat & INCOMPAT_RECOVER and sb.compat & COMPAT_HAS_JOURNAL):
+            return jbd2.JournalReport()
+        skipped = jbd2.JournalReport(needed=True, skipped_reason="--no-journal")
+        if sb.journal_inum == 0:
+            if not self._options.journal:
+                return skipped
+            raise CorruptInput(
+                f"{self._name}: the filesystem needs recovery from an external journal device "
+                "(journal_dev), which dockerify cannot read",
+                hint="--no-journal reads the filesystem as it is on disk, without the journal's changes",
+            )
+        journal = self._open_journal()
+        if not journal.needs_replay():
+            return jbd2.JournalReport()  # the flag is set but the log is empty: nothing to replay
+        if not self._options.journal:
+            log.warning(
+                "%s: the filesystem was not cleanly unmounted; its journal is not replayed (--no-journal): "
+                "recent changes are missing",
+                self._name,
+            )
+            return skipped
+        overlay, report = journal.replay()
+        if overlay.sources:
+            self._overlay = overlay
+            self._meta.clear()
+            self._inode_tables.clear()
+            self._sb = self._read_superblock()  # the superblock is journaled like any block
+        return report
+
+    def _open_journal(self) -> jbd2.Journal:
+        inode = self._read_inode(self._sb.journal_inum, b"\0the journal")
+        if inode.file_type is not FileType.REG:
+            raise self._bad(inode, "the journal inode is not a regular file")
+        return jbd2.Journal(
+            self._read_disk,
+            self._data_runs(inode),
+            self._sb.block_size,
+            self._sb.blocks_count,
+            self._name,
+            verify=self._options.verify_checksums,
+        )
+
     def _make_info(self) -> Ext4Info:
         sb, raw = self._sb, self._raw_sb
+        # needs_recovery is a state, not a feature to recreate (inspect reports it as the journal's).
+        incompat = sb.incompat & ~INCOMPAT_RECOVER
         features = (
             _feature_names(sb.compat, COMPAT_FEATURES, "C")
             + _feature_names(sb.ro_compat, RO_COMPAT_FEATURES, "R")
-            + _feature_names(sb.incompat, INCOMPAT_FEATURES, "I")
+            + _feature_names(incompat, INCOMPAT_FEATURES, "I")
         )
         if sb.incompat & ~EXT3_INCOMPAT or sb.ro_compat & ~EXT3_RO_COMPAT:
             fs_type = "ext4"
@@ -492,6 +634,12 @@ class Ext4Reader:
             )
         raw = self._meta_block(desc_block)
         pos = (group % per_block) * sb.desc_size
+        if sb.csum_seed is not None:
+            stored, computed = ext4csum.group_descriptor(sb.csum_seed, group, raw[pos : pos + sb.desc_size])
+            if stored != computed:
+                self._checksum_failed(
+                    ChecksumKind.GROUP_DESCRIPTOR, stored, computed, ino, path, f" of group {group}"
+                )
         (table,) = struct.unpack_from("<I", raw, pos + 0x08)
         if sb.desc_size >= 64:
             (table_hi,) = struct.unpack_from("<I", raw, pos + 0x28)
@@ -539,7 +687,12 @@ class Ext4Reader:
         per_block = sb.block_size // sb.inode_size
         block, slot = divmod(index, per_block)
         raw = self._meta_block(table + block)[slot * sb.inode_size : (slot + 1) * sb.inode_size]
-        return self._parse_inode(ino, path, raw)
+        inode = self._parse_inode(ino, path, raw)
+        if sb.csum_seed is not None:
+            stored, computed = ext4csum.inode(sb.csum_seed, ino, raw, inode.extra_isize)
+            if stored != computed and sb.inode_csums:
+                self._checksum_failed(ChecksumKind.INODE, stored, computed, ino, path)
+        return inode
 
     def _parse_inode(self, ino: int, path: bytes, raw: bytes) -> _Inode:
         (mode, uid, size_lo, mtime, gid, _links, blocks_lo, flags, i_block, acl_lo, size_hi, blocks_hi,
@@ -567,6 +720,7 @@ class Ext4Reader:
             blocks=blocks,
             i_block=i_block,
             file_acl=acl_lo | acl_hi << 32,
+            extra_isize=extra_isize,
         )
 
     def _extra_isize(self, ino: int, path: bytes, raw: bytes) -> int:
@@ -582,7 +736,7 @@ class Ext4Reader:
     def _xattrs(self, inode: _Inode) -> dict[str, bytes]:
         """All extended attributes: the in-inode area first, then the external block."""
         attrs: dict[str, bytes] = {}
-        start = GOOD_OLD_INODE_SIZE + self._extra_isize(inode.number, inode.path, inode.raw)
+        start = GOOD_OLD_INODE_SIZE + inode.extra_isize
         raw = inode.raw
         if start + 4 <= len(raw) and struct.unpack_from("<I", raw, start)[0] == XATTR_MAGIC:
             # In-inode value offsets count from the first entry, just after the magic.
@@ -599,6 +753,13 @@ class Ext4Reader:
             raise self._bad(
                 inode, f"xattr block {inode.file_acl} has bad magic 0x{magic:08x} or block count {nblocks}"
             )
+        if self._sb.csum_seed is not None:
+            stored, computed = ext4csum.xattr_block(self._sb.csum_seed, inode.file_acl, block)
+            if stored != computed:
+                where = f" {inode.file_acl}"
+                self._checksum_failed(
+                    ChecksumKind.XATTR_BLOCK, stored, computed, inode.number, inode.path, where
+                )
         return self._xattr_entries(inode, block, XATTR_BLOCK_HEADER_SIZE, len(block), value_base=0)
 
     def _xattr_entries(
@@ -613,23 +774,42 @@ class Ext4Reader:
             name_end = pos + XATTR_ENTRY.size + name_len
             if name_end > end:
                 raise self._bad(inode, f"xattr name at byte {pos} overruns its area")
+            pos_next = (name_end + 3) & ~3
+            if index in XATTR_HIDDEN_INDEXES:
+                pos = pos_next
+                continue
             name = self._xattr_name(inode, index, buf[pos + XATTR_ENTRY.size : name_end])
             if value_inum:
-                raise self._bad(
-                    inode,
-                    f"xattr {name!r} is stored in inode {value_inum} (ea_inode), which is not supported",
-                )
-            value_start = value_base + value_offs
-            if value_size and (value_start < pos or value_start + value_size > end):
-                raise self._bad(
-                    inode, f"xattr {name!r} value ({value_size} bytes at {value_offs}) overruns its area"
-                )
-            value = buf[value_start : value_start + value_size] if value_size else b""
+                value = self._ea_inode_value(inode, name, value_inum, value_size)
+            else:
+                value_start = value_base + value_offs
+                if value_size and (value_start < pos or value_start + value_size > end):
+                    raise self._bad(
+                        inode, f"xattr {name!r} value ({value_size} bytes at {value_offs}) overruns its area"
+                    )
+                value = buf[value_start : value_start + value_size] if value_size else b""
             if index in XATTR_ACL_INDEXES:
                 value = self._acl_to_vfs(inode, name, value)
             attrs[name] = value
-            pos = (name_end + 3) & ~3
+            pos = pos_next
         return attrs
+
+    def _ea_inode_value(self, owner: _Inode, name: str, ino: int, size: int) -> bytes:
+        """ea_inode: a large value is the content of an inode of its own (flagged EA_INODE)."""
+        if not self._sb.incompat & INCOMPAT_EA_INODE:
+            raise self._bad(owner, f"xattr {name!r} is stored in inode {ino} but the ea_inode feature is off")
+        if size > XATTR_SIZE_MAX:
+            raise self._bad(owner, f"xattr {name!r} claims {size} bytes (at most {XATTR_SIZE_MAX})")
+        label = f"\0the value of xattr {name!r} of {_display(owner.path)}".encode()
+        value_inode = self._read_inode(ino, label)
+        if value_inode.file_type is not FileType.REG or not value_inode.flags & EA_INODE_FL:
+            raise self._bad(value_inode, "not an xattr value inode (EA_INODE flag missing)")
+        if value_inode.size != size:
+            raise self._bad(value_inode, f"holds {value_inode.size} bytes, the xattr entry says {size}")
+        value = bytearray(size)
+        for offset, data in self._run_pieces(self._data_runs(value_inode), size):
+            value[offset : offset + len(data)] = data
+        return bytes(value)
 
     def _xattr_name(self, inode: _Inode, index: int, suffix: bytes) -> str:
         prefix = XATTR_PREFIXES.get(index)
@@ -702,6 +882,13 @@ class Ext4Reader:
             raise self._bad(inode, f"extent header claims {entries} entries of {capacity} in room for {room}")
         if node_depth > MAX_EXTENT_DEPTH or (depth is not None and node_depth != depth):
             raise self._bad(inode, f"extent tree node has depth {node_depth}, expected {depth}")
+        if depth is not None and self._sb.csum_seed is not None:
+            # Nodes outside i_block end with a checksum after their eh_max entries.
+            stored, computed = ext4csum.extent_block(
+                self._inode_seed(inode), node, EXTENT_ENTRY_SIZE * (capacity + 1)
+            )
+            if stored != computed:
+                self._checksum_failed(ChecksumKind.EXTENT_BLOCK, stored, computed, inode.number, inode.path)
         for i in range(entries):
             pos = EXTENT_ENTRY_SIZE * (i + 1)
             if node_depth == 0:
@@ -846,9 +1033,39 @@ class Ext4Reader:
             raise self._bad(inode, f"absurd directory size {inode.size}")
         bs = self._sb.block_size
         # htree (dir_index) interior blocks look like one empty dirent, so a linear read works.
+        verify = self._sb.csum_seed is not None
         for offset, data in self._run_pieces(self._data_runs(inode), inode.size):
             for pos in range(0, len(data), bs):
-                yield offset + pos, data[pos : pos + bs]
+                block = data[pos : pos + bs]
+                if verify and len(block) == bs:
+                    self._verify_directory_block(inode, block, (offset + pos) // bs)
+                yield offset + pos, block
+
+    def _verify_directory_block(self, inode: _Inode, block: bytes, logical: int) -> None:
+        """The checksum of a leaf (its dirent tail) or of an htree node (its dx_tail), as the kernel tells them apart."""
+        bs = self._sb.block_size
+        _, rec_len, _ = DIRENT.unpack_from(block)
+        if bs >= 65536:
+            rec_len = 65536 if rec_len in (0, 65535) else (rec_len & 65532) | ((rec_len & 3) << 16)
+        if inode.flags & INDEX_FL and (logical == 0 or rec_len == bs):
+            # The root holds "." and ".." then dx_root_info; an interior node one empty dirent.
+            count_offset = 0x18 + block[0x1D] if logical == 0 else 8
+            if count_offset + 4 > bs:
+                raise self._bad(inode, f"htree node at directory block {logical} is malformed")
+            limit, count = struct.unpack_from("<HH", block, count_offset)
+            if count > limit or count_offset + limit * 8 + ext4csum.DX_TAIL_SIZE > bs:
+                raise self._bad(
+                    inode, f"htree node at directory block {logical} has no room for its checksum"
+                )
+            stored, computed = ext4csum.dx_node(self._inode_seed(inode), block, count_offset, count, limit)
+            kind = ChecksumKind.HTREE_NODE
+        elif ext4csum.has_dirent_tail(block):
+            stored, computed = ext4csum.dirent_block(self._inode_seed(inode), block)
+            kind = ChecksumKind.DIRECTORY_BLOCK
+        else:
+            raise self._bad(inode, f"directory block {logical} has no checksum tail (metadata_csum)")
+        if stored != computed:
+            self._checksum_failed(kind, stored, computed, inode.number, inode.path, f" {logical}")
 
     def _dirents(self, inode: _Inode, block: bytes, offset: int) -> Iterator[tuple[bytes, int]]:
         big_blocks = self._sb.block_size >= 65536
@@ -910,6 +1127,19 @@ class Ext4Reader:
         file_type = inode.file_type
         if file_type is None:
             raise self._bad(inode, f"unknown file type in mode 0o{inode.mode:o}")
+        if inode.flags & ENCRYPT_FL:
+            what = "directory" if file_type is FileType.DIR else "file"
+            raise DockerifyError(
+                f"{self._name}: inode {inode.number} ({_display(inode.path)}): the {what} is encrypted "
+                "(fscrypt); its names and contents cannot be read without the key",
+                hint="copy the tree from a system where the key is unlocked, or remove the encrypted directory",
+            )
+        if inode.flags & VERITY_FL and file_type is FileType.REG:
+            self._warn_once(
+                "verity",
+                f"{self._name}: {_display(inode.path)} is an fs-verity file: its Merkle tree and signature "
+                "are not part of the tree, the file is read as a plain file (further ones are not named)",
+            )
         entry = Entry(
             path=inode.path,
             type=file_type,

@@ -270,6 +270,7 @@ def test_unprivileged_build_keeps_root_ownership_devices_xattrs(tmp_path, root_u
     """dockerify as `nobody`: no root, no mounts, yet ownership, devices and xattrs come through."""
     require_tool("setpriv", "umoci")
     entry("pi-arm64.img")
+    import crc32c
     import zstandard
 
     # pytest's own temp root is private to root; nobody needs a path it can traverse.
@@ -278,6 +279,10 @@ def test_unprivileged_build_keeps_root_ownership_devices_xattrs(tmp_path, root_u
     request.addfinalizer(lambda: shutil.rmtree(work, ignore_errors=True))
     shutil.copytree(Path(__file__).resolve().parents[2] / "dockerify", work / "lib" / "dockerify")
     shutil.copytree(Path(zstandard.__file__).parent, work / "lib" / "zstandard")
+    crc32c_dir = Path(crc32c.__file__).parent
+    shutil.copytree(crc32c_dir, work / "lib" / "crc32c")
+    for dist_info in crc32c_dir.parent.glob("crc32c-*.dist-info"):  # crc32c reads its own version
+        shutil.copytree(dist_info, work / "lib" / dist_info.name)
     shutil.copy(FIXTURES_DIR / "pi-arm64.img", work / "pi.img")
     out = work / "out"
     out.mkdir()

@@ -329,10 +329,11 @@ def special(tmp_path_factory) -> tuple[Path, str, Path]:
 @pytest.fixture
 def nobody_work() -> Iterator[Path]:
     """A directory `nobody` can reach (pytest's own tmp tree is private to root) holding a copy of
-    dockerify and the one library it needs at import time, for Debian's /usr/bin/python3 (the
+    dockerify and the libraries it needs at import time, for Debian's /usr/bin/python3 (the
     test interpreter may live where `nobody` cannot read); removed afterwards."""
     require(is_root() and shutil.which("setpriv"), "needs root and setpriv (util-linux) to run as nobody")
     require(Path("/usr/bin/python3").is_file(), "Debian's python3 is needed to run dockerify as nobody")
+    import crc32c
     import zstandard
 
     work = Path(tempfile.mkdtemp(prefix="dockerify-nobody-"))
@@ -350,6 +351,11 @@ def nobody_work() -> Iterator[Path]:
         work / "lib" / "zstandard",
         ignore=shutil.ignore_patterns("__pycache__"),
     )
+    # The ext4 reader's checksums (crc32c reads its own version from its dist-info).
+    crc32c_dir = Path(crc32c.__file__).parent
+    shutil.copytree(crc32c_dir, work / "lib" / "crc32c", ignore=shutil.ignore_patterns("__pycache__"))
+    for dist_info in crc32c_dir.parent.glob("crc32c-*.dist-info"):
+        shutil.copytree(dist_info, work / "lib" / dist_info.name)
     (work / "out").mkdir()
     os.chown(work / "out", 65534, 65534)
     try:

@@ -652,8 +652,12 @@ def _small_tree(root: Path) -> Path:
 
 @pytest.fixture
 def small_image(tmp_path: Path) -> Path:
+    """Without metadata_csum, so that the byte patches below reach the structural checks
+    (test_ext4_checksums.py corrupts checksummed images)."""
     tree = _small_tree(tmp_path / "tree")
-    return make_image(tmp_path / "small.img", os.fsencode(tree), "-t", "ext4", "-b", "4096", size="8M")
+    return make_image(
+        tmp_path / "small.img", os.fsencode(tree), "-t", "ext4", "-b", "4096", "-O", "^metadata_csum", size="8M"
+    )
 
 
 def _read_everything(path: Path, offset: int = 0, size: int | None = None) -> None:
@@ -721,14 +725,6 @@ def test_unknown_incompat_feature(small_image: Path) -> None:
         (incompat,) = struct.unpack("<I", f.read(4))
     _patch(small_image, 1024 + 0x60, struct.pack("<I", incompat | 1 << 31))
     _expect_corrupt(small_image, r"FEATURE_I31", r"0x80000000", "not supported")
-
-
-def test_encrypt_feature_is_refused(small_image: Path) -> None:
-    with open(small_image, "rb") as f:
-        f.seek(1024 + 0x60)
-        (incompat,) = struct.unpack("<I", f.read(4))
-    _patch(small_image, 1024 + 0x60, struct.pack("<I", incompat | 0x10000))
-    _expect_corrupt(small_image, r"'encrypt'")
 
 
 @pytest.mark.parametrize(
@@ -903,17 +899,6 @@ def test_name_longer_than_its_directory_entry(small_image: Path) -> None:
     start, data = _dir_block(small_image, "/dir")
     _patch(small_image, start + data.index(b"entry0") - 2, b"\xff")  # name_len
     _expect_corrupt(small_image, r"\(/dir\): directory entry at byte 24 has a name longer than its rec_len")
-
-
-def test_xattr_in_ea_inode_is_refused(tmp_path: Path) -> None:
-    tree = _small_tree(tmp_path / "tree")
-    image = make_image(tmp_path / "ea.img", os.fsencode(tree), "-t", "ext4", "-O", "ea_inode", size="8M")
-    value = tmp_path / "value"
-    value.write_bytes(os.urandom(6000))
-    run("debugfs", "-w", "-R", f"ea_set -f {value} /legacy user.huge", image)
-    _expect_corrupt(
-        image, r"\(/legacy\): xattr 'user.huge' is stored in inode \d+ \(ea_inode\).*not supported"
-    )
 
 
 class _RecordingFile(io.BytesIO):
