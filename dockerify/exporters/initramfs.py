@@ -2,8 +2,9 @@
 that runs the image's command and powers off (see init/init.c).
 
 The cpio is written straight from the image's layers. The init is a small static program built
-per architecture by scripts/build-init.sh and shipped as package data, so exporting needs neither
-a compiler nor the network, and images without a shell (FROM scratch) boot too. Its settings
+reproducibly per architecture by scripts/build-init.sh and committed as package data (its digests
+in init/SHA256SUMS), so every install carries it and exporting needs neither a compiler nor the
+network, and images without a shell (FROM scratch) boot too. Its settings
 (command, Env, WorkingDir, user) go to /dockerify-init.conf. The user is resolved here, from the
 image's own /etc/passwd and /etc/group, so the init needs no name service.
 
@@ -161,10 +162,10 @@ def init_binary(platform: Platform, override: str | None) -> bytes:
             f"no initramfs init for {platform}", hint="give a static init for it with --init FILE"
         )
     if not path.is_file():
-        hint = "build it: scripts/build-init.sh (needs gcc and the cross compilers, no network)"
+        hint = "the package ships it: reinstall dockerify (or rebuild it with scripts/build-init.sh)"
         if name == "init-armv6":
             hint = "the armhf init needs ARMv7; give an ARMv6 static init with --init FILE"
-        raise NotFound(f"the initramfs init for {platform} is not built ({path})", hint=hint)
+        raise NotFound(f"the initramfs init for {platform} is missing ({path})", hint=hint)
     return path.read_bytes()
 
 

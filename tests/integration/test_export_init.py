@@ -35,7 +35,9 @@ def openlinux_tree(root: Path, arch: str) -> Path:
 
 def _image(tmp_path: Path, arch: str = "amd64") -> str:
     root = openlinux_tree(tmp_path / "root", arch)
-    return build_image(root, tmp_path / "img", f"linux/{arch}", "--cmd", json.dumps(["/bin/sh", "-c", SCRIPT]))
+    return build_image(
+        root, tmp_path / "img", f"linux/{arch}", "--cmd", json.dumps(["/bin/sh", "-c", SCRIPT])
+    )
 
 
 def _listing(archive: Path) -> dict[str, str]:
