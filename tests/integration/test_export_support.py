@@ -333,6 +333,7 @@ def nobody_work() -> Iterator[Path]:
     test interpreter may live where `nobody` cannot read); removed afterwards."""
     require(is_root() and shutil.which("setpriv"), "needs root and setpriv (util-linux) to run as nobody")
     require(Path("/usr/bin/python3").is_file(), "Debian's python3 is needed to run dockerify as nobody")
+    import crc32c
     import zstandard
 
     work = Path(tempfile.mkdtemp(prefix="dockerify-nobody-"))
@@ -350,6 +351,11 @@ def nobody_work() -> Iterator[Path]:
         work / "lib" / "zstandard",
         ignore=shutil.ignore_patterns("__pycache__"),
     )
+    for module in (crc32c,):  # the SD card's ctime pass (exporters/ext4times.py)
+        src = Path(module.__file__).parent
+        shutil.copytree(src, work / "lib" / src.name, ignore=shutil.ignore_patterns("__pycache__"))
+        for info in src.parent.glob(f"{src.name}-*.dist-info"):  # it reads its own version
+            shutil.copytree(info, work / "lib" / info.name)
     (work / "out").mkdir()
     os.chown(work / "out", 65534, 65534)
     try:
