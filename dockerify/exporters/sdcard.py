@@ -38,7 +38,6 @@ from dockerify.exporters.common import (
     run_config,
     scratch_dir,
 )
-from dockerify.exporters.ext4times import settle_ctimes
 from dockerify.exporters.ext4img import (
     Ext4Spec,
     NoRoom,
@@ -49,6 +48,7 @@ from dockerify.exporters.ext4img import (
     round_mib,
     size_estimate,
 )
+from dockerify.exporters.ext4times import settle_ctimes
 from dockerify.exporters.fatimg import FatSpec, check_names, cluster_for, make_fat, needed_size
 from dockerify.oci.select import Image
 from dockerify.run import check_tool, run
