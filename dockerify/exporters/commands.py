@@ -269,7 +269,8 @@ def register(sub: argparse._SubParsersAction, common: Callable[[argparse.Argumen
     e.add_argument(
         "image",
         metavar="IMAGE",
-        help="oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE, docker-daemon:NAME",
+        help="oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE, docker-daemon:NAME or REGISTRY/REPO:TAG "
+        "(pulled, digests verified, into a temporary store that is removed)",
     )
     e.add_argument("--format", "-f", required=True, choices=FORMATS)
     e.add_argument("-o", "--output", required=True, metavar="OUT", help="output file or directory")
