@@ -16,7 +16,7 @@ PACKAGES=(
   pigz zstd xz-utils bzip2 gzip cpio tar time apache2-utils
   busybox-static gcc-arm-linux-gnueabihf gcc-aarch64-linux-gnu gcc libc6-dev
   libc6-dev-armhf-cross libc6-dev-arm64-cross binutils debootstrap
-  fakeroot seabios openssl curl python3-pip ca-certificates
+  fakeroot seabios openssl curl python3-pip python3-venv ca-certificates
 )
 
 # A mirror caught mid-sync makes `apt-get update` fail for one index; retry, then go on with

@@ -345,7 +345,7 @@ def write_initramfs(
                 cpio_size = writer.finish()
                 stats = writer.stats
             if raw != tmp:
-                compress_file(raw, tmp, opts.compression, xz_check="crc32")
+                compress_file(raw, tmp, opts.compression, xz_check="crc32", fast=True)
         finally:
             if raw != tmp:
                 raw.unlink(missing_ok=True)
