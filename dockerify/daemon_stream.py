@@ -41,6 +41,7 @@ log = logging.getLogger("dockerify")
 
 _DEPTH = 16  # pieces (of up to a few MiB each) waiting for the daemon: memory stays bounded
 _EMPTY_LAYER = "layer.tar"
+_ABORT = b"\0abort"  # a marker compared by identity, never sent
 
 
 class _ImportWriter:
@@ -57,6 +58,10 @@ class _ImportWriter:
 
     def _chunks(self) -> Iterator[bytes]:
         while (data := self._queue.get()) is not None:
+            if data is _ABORT:
+                # Break the request off mid-stream: the daemon sees a truncated upload and
+                # registers nothing, rather than a layer cut short.
+                raise DockerifyError("docker-daemon: the layer was not finished")
             yield data
 
     def _send(self) -> None:
@@ -99,6 +104,7 @@ class _ImportWriter:
 
     def abort(self) -> None:
         if self._thread.is_alive():
+            self._put(_ABORT)
             self._put(None)
             self._thread.join()
         if "id" in self._result:
