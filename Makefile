@@ -10,7 +10,6 @@ setup: install daemons fixtures
 
 install:
 	bash scripts/setup.sh
-	[ ! -f scripts/build-init.sh ] || bash scripts/build-init.sh
 	[ ! -f scripts/get-kernels.sh ] || bash scripts/get-kernels.sh
 
 daemons:

@@ -117,10 +117,22 @@ def dockerify_cmd(*args: str) -> list[str]:
     return [sys.executable, "-m", "dockerify", *args]
 
 
-def report(rows: list[tuple[str, float, int]], ratios: list[tuple[str, float, str]]) -> None:
+def meets(value: float, target: str) -> bool:
+    """Whether `value` meets a target written as "> 1", ">= 2", "<= 1.5" or "< 300"."""
+    op, _, number = target.partition(" ")
+    limit = float(number)
+    return {">": value > limit, ">=": value >= limit, "<": value < limit, "<=": value <= limit}[op]
+
+
+def report(rows: list[tuple[str, float, int]], ratios: list[tuple[str, float, str]]) -> bool:
+    """Print every step, then each target with PASS or FAIL; True when all pass."""
     print(f"{'step':58} {'seconds':>8} {'peak MiB':>9}")
     for name, wall, peak in rows:
         print(f"{name:58} {wall:8.2f} {peak / 1024:9.1f}")
     print()
+    ok = True
     for name, ratio, target in ratios:
-        print(f"{name:58} {ratio:6.2f}x   (target: {target})")
+        good = meets(ratio, target)
+        ok = ok and good
+        print(f"{name:58} {ratio:8.2f}   target {target:7} {'PASS' if good else 'FAIL'}")
+    return ok

@@ -47,6 +47,8 @@ def write_output(
     )
     if parent is not None and not parent.is_dir():
         raise DockerifyError(f"{output}: directory {parent} does not exist")
+    if output.transport == "docker-daemon":
+        return _to_daemon(output, produce)
     with tempfile.TemporaryDirectory(prefix="dockerify-build-") as tmp:
         layout = Layout.create(tmp)
         root = produce(layout)
@@ -62,15 +64,33 @@ def write_output(
                 write_stream(
                     docker_archive_stream([(image, [name] if name else [])]), Path(output.path), advance
                 )
-        elif output.transport == "docker-daemon":
-            image = _single(found, output)
-            target = output.path if ":" in output.path.rsplit("/", 1)[-1] else output.path + ":latest"
-            daemon.load(docker_archive_stream([(image, [target])]))
         else:
             from dockerify.registry import push_layout
 
             push_layout(layout, root, output.path)
         return root, manifests
+
+
+def _to_daemon(output: ImageRef, produce: Producer) -> tuple[Descriptor, list[Descriptor]]:
+    """The layer straight into the daemon as it is produced (daemon_stream.py), or, with the
+    containerd image store, through a docker-archive load."""
+    from dockerify import daemon_stream
+
+    target = output.path if ":" in output.path.rsplit("/", 1)[-1] else output.path + ":latest"
+    one_pass = daemon_stream.available()
+    with tempfile.TemporaryDirectory(prefix="dockerify-build-") as tmp:
+        layout = daemon_stream.one_pass_layout(tmp) if one_pass else Layout.create(tmp)
+        try:
+            root = produce(layout)
+            found = images(layout, root)
+            image = _single(found, output)
+            if one_pass:
+                daemon_stream.finish(layout, image, target)
+            else:
+                daemon.load(docker_archive_stream([(image, [target])]))
+        finally:
+            daemon_stream.cleanup(layout.blobs)
+        return root, [i.descriptor for i in found]
 
 
 def _to_layout_dir(path: Path, tag: str, produce: Producer) -> tuple[Descriptor, list[Descriptor]]:

@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from dockerify.entry import Entry
 from dockerify.errors import DockerifyError
 from dockerify.oci.flatten import flatten
+from dockerify.oci.layout import Layout
 from dockerify.oci.local import open_layout
+from dockerify.oci.model import Descriptor
 from dockerify.oci.refs import TRANSPORTS, ImageRef, parse_ref
 from dockerify.oci.select import Image, select
 from dockerify.platform import Platform
@@ -48,14 +51,30 @@ def open_image(text: str, platform: Platform | None, verify_key: str | None = No
     """One platform of an image reference. With `verify_key`, an image whose cosign-format
     signature is missing or does not verify is refused before any of it is used."""
     ref = parse_ref(text)
+    opener: contextlib.AbstractContextManager[tuple[Layout, Descriptor]]
     if verify_key is not None:
         from dockerify.registry import open_verified_layout
 
         opener = open_verified_layout(ref, verify_key)
+    elif ref.transport == "registry":
+        opener = _pulled(ref, platform)
     else:
         opener = open_layout(ref)
     with opener as (layout, root):
         yield select(layout, root, platform, str(ref))
+
+
+@contextlib.contextmanager
+def _pulled(ref: ImageRef, platform: Platform | None) -> Iterator[tuple[Layout, Descriptor]]:
+    """A registry image (only `platform` of an index, when given) pulled through the verifying
+    client into a temporary layout, removed on exit: blobs stream to files, so memory stays
+    bounded whatever the image size."""
+    from dockerify.registry import Options, fetch_into
+
+    with tempfile.TemporaryDirectory(prefix="dockerify-pull-") as tmp:
+        layout = Layout.create(tmp)
+        root = fetch_into(layout, ref.path, platform, Options.from_env())
+        yield layout, root
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ PACKAGES=(
   lz4 lzip lzop ncompress libarchive-tools acl
   busybox-static gcc-arm-linux-gnueabihf gcc-aarch64-linux-gnu gcc libc6-dev
   libc6-dev-armhf-cross libc6-dev-arm64-cross binutils debootstrap
-  fakeroot seabios openssl curl python3-pip ca-certificates openssh-client
+  fakeroot seabios openssl curl python3-pip python3-venv ca-certificates openssh-client
   golang-docker-credential-helpers pass gnupg
 )
 

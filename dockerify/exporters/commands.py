@@ -101,7 +101,13 @@ def _add_initramfs_options(p: argparse.ArgumentParser) -> None:
         metavar="SIZE",
         help="guest memory the initramfs must fit in (half of it at most; default 512M)",
     )
-    g.add_argument("--init", metavar="FILE", help="a static init binary to use instead of dockerify's")
+    g.add_argument(
+        "--init",
+        metavar="FILE|image",
+        help="the /init the kernel runs: a static init FILE instead of dockerify's (which runs "
+        "Entrypoint + Cmd), or `image` for the image's own /init (default: dockerify's; the image's "
+        "own /init is kept as /init.image)",
+    )
     g.add_argument("--hostname", help="host name the init sets")
     s = p.add_argument_group("stage0")
     s.add_argument(
@@ -189,6 +195,7 @@ def export(image: Any, args: argparse.Namespace) -> dict[str, Any]:
             "unpacked": i.unpacked,
             "entries": i.entries,
             "init": i.init_path,
+            "image_init": i.image_init,
             "argv": i.argv,
             "warnings": i.warnings,
         }
@@ -262,7 +269,8 @@ def register(sub: argparse._SubParsersAction, common: Callable[[argparse.Argumen
     e.add_argument(
         "image",
         metavar="IMAGE",
-        help="oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE, docker-daemon:NAME",
+        help="oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE, docker-daemon:NAME or REGISTRY/REPO:TAG "
+        "(pulled, digests verified, into a temporary store that is removed)",
     )
     e.add_argument("--format", "-f", required=True, choices=FORMATS)
     e.add_argument("-o", "--output", required=True, metavar="OUT", help="output file or directory")

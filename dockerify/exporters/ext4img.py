@@ -397,6 +397,7 @@ def make_ext4(
                 ],
             }
         )
+    # mke2fs's own times (superblock, lost+found, the journal); inode ctimes: see ext4times.py.
     env = {"E2FSPROGS_FAKE_TIME": str(spec.epoch)} if spec.epoch else {}
     if os.geteuid() == 0 and _apply_as_root(staging, plan_path, skip):
         # Root can give the staged files their owners, devices and xattrs for real: mke2fs then

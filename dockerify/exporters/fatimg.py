@@ -22,7 +22,8 @@ FAT32_MIN_CLUSTERS = 65525
 RESERVED_SECTORS = 32
 #: Characters FAT long names cannot hold.
 _BAD = set('"*/:<>?\\|')
-_MTOOLS_ENV = {"MTOOLS_SKIP_CHECK": "1", "TZ": "UTC"}
+# UTC, and no clock where mtools would take one (SOURCE_DATE_EPOCH): the same tree, the same bytes.
+_MTOOLS_ENV = {"MTOOLS_SKIP_CHECK": "1", "TZ": "UTC", "SOURCE_DATE_EPOCH": "0"}
 
 
 @dataclass(frozen=True)

@@ -2,14 +2,18 @@
 that runs the image's command and powers off (see init/init.c).
 
 The cpio is written straight from the image's layers. The init is a small static program built
-per architecture by scripts/build-init.sh and shipped as package data, so exporting needs neither
-a compiler nor the network, and images without a shell (FROM scratch) boot too. Its settings
+reproducibly per architecture by scripts/build-init.sh and committed as package data (its digests
+in init/SHA256SUMS), so every install carries it and exporting needs neither a compiler nor the
+network, and images without a shell (FROM scratch) boot too. Its settings
 (command, Env, WorkingDir, user) go to /dockerify-init.conf. The user is resolved here, from the
 image's own /etc/passwd and /etc/group, so the init needs no name service.
 
-When the image has an /init of its own (s6-overlay, for instance, uses /init as its Entrypoint),
-it is kept: ours is installed as /dockerify-init and the kernel must be told `rdinit=/dockerify-init`
-(the stage0 bundle does that). Otherwise ours is /init, which the kernel runs by default.
+Ours is /init, which the kernel runs by default, so the archive boots into the image's Entrypoint +
+Cmd with no kernel argument whatever the image holds there. An /init of the image's own (an
+openlinux-style `/init -> /bin/busybox`, s6-overlay's /init) is kept as /init.image (the result's
+`image_init`); a command naming /init runs /init.image instead. `--init image` keeps the image's
+own /init where it is and boots it (ours, when there is a command, waits at /dockerify-init for
+`rdinit=/dockerify-init`); `--init FILE` puts a custom static init at /init.
 """
 
 from __future__ import annotations
@@ -40,6 +44,8 @@ log = logging.getLogger("dockerify")
 INIT_DIR = Path(__file__).resolve().parent / "init"
 CONF_PATH = b"dockerify-init.conf"
 ALT_INIT = b"dockerify-init"
+IMAGE_INIT = b"init.image"  # where the image's own /init is kept when ours takes its place
+IMAGE = "image"  # `--init image`: boot the image's own /init
 DEFAULT_PATH = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 DEFAULT_MEMORY = 512 << 20
 CAPTURE = {b"etc/passwd", b"etc/group"}
@@ -56,7 +62,7 @@ class InitramfsOptions:
     entrypoint: tuple[str, ...] | None = None
     cmd: tuple[str, ...] | None = None
     env: tuple[str, ...] = ()
-    init: str | None = None  # an init binary to use instead of ours
+    init: str | None = None  # an init binary to use instead of ours, or IMAGE for the image's own
     hostname: str | None = None
     net: str | None = None  # "IF ADDR/PREFIX [GATEWAY]" for the init to configure
 
@@ -69,8 +75,9 @@ class InitramfsResult:
     cpio_size: int
     unpacked: int
     entries: int
-    init_path: str  # where our init is in the initramfs: "/init" or "/dockerify-init"
+    init_path: str  # what the kernel runs: "/init" (ours, a custom one or with --init image the image's)
     argv: list[str]
+    image_init: str | None = None  # where the image's own /init is in the archive, if it has one
     warnings: list[str] = field(default_factory=list)
 
 
@@ -137,8 +144,8 @@ def resolve_user(spec: str, passwd: str | None, group: str | None) -> User:
 
 
 def init_binary(platform: Platform, override: str | None) -> bytes:
-    """Our static init for `platform`, or the one given with --init."""
-    if override:
+    """Our static init for `platform`, or the one given with --init FILE."""
+    if override and override != IMAGE:
         path = Path(override)
         if not path.is_file():
             raise NotFound(f"--init {override}: no such file")
@@ -155,10 +162,10 @@ def init_binary(platform: Platform, override: str | None) -> bytes:
             f"no initramfs init for {platform}", hint="give a static init for it with --init FILE"
         )
     if not path.is_file():
-        hint = "build it: scripts/build-init.sh (needs gcc and the cross compilers, no network)"
+        hint = "the package ships it: reinstall dockerify (or rebuild it with scripts/build-init.sh)"
         if name == "init-armv6":
             hint = "the armhf init needs ARMv7; give an ARMv6 static init with --init FILE"
-        raise NotFound(f"the initramfs init for {platform} is not built ({path})", hint=hint)
+        raise NotFound(f"the initramfs init for {platform} is missing ({path})", hint=hint)
     return path.read_bytes()
 
 
@@ -213,8 +220,9 @@ class _Stream:
     """The image's entries made fit for the kernel's unpacker: parents before children, /dev/console
     a console, our files not shadowed; small files we need are captured on the way."""
 
-    def __init__(self, warnings: Warnings) -> None:
+    def __init__(self, warnings: Warnings, rename_init: bool) -> None:
         self.warnings = warnings
+        self.rename_init = rename_init
         self.dirs: set[bytes] = {b"."}
         self.paths: set[bytes] = set()
         self.captured: dict[bytes, bytes] = {}
@@ -230,15 +238,33 @@ class _Stream:
         # The real entry may come later (layers are applied in order); the kernel then updates it.
         yield Entry(path=parent, type=FileType.DIR, mode=0o755, mtime=self.epoch)
 
+    def _move_init(self, entry: Entry) -> Entry | None:
+        """The image's /init (and anything under it, or hard-linked to it) as /init.image."""
+        path = entry.path
+        if path == IMAGE_INIT or path.startswith(IMAGE_INIT + b"/"):
+            self.warnings.add("replaced by the image's own /init", display(path))
+            return None
+        if path == b"init" or path.startswith(b"init/"):
+            entry = entry.with_(path=IMAGE_INIT + path[4:])
+        link = entry.linkname
+        if entry.type is FileType.HARDLINK and (link == b"init" or link.startswith(b"init/")):
+            entry = entry.with_(linkname=IMAGE_INIT + link[4:])
+        return entry
+
     def filter(self, entries: Iterable[Entry]) -> Iterator[Entry]:
-        for entry in entries:
-            path = entry.path
-            self.epoch = max(self.epoch, entry.mtime)
+        for original in entries:
+            path = original.path
+            self.epoch = max(self.epoch, original.mtime)
             if path == CONF_PATH:
                 self.warnings.add("replaced by the exporter's own", display(path))
                 continue
             if path == b"init":
                 self.has_init = True
+            moved = self._move_init(original) if self.rename_init else original
+            if moved is None:
+                continue
+            entry = moved
+            path = entry.path
             if path == b"dev/console" and (
                 entry.type is not FileType.CHAR or (entry.devmajor, entry.devminor) != CONSOLE
             ):
@@ -267,14 +293,16 @@ def write_initramfs(
 ) -> InitramfsResult:
     rc = run_config(image)
     argv = command_line(rc, opts.entrypoint, opts.cmd)
-    if not argv:
+    boot_image_init = opts.init == IMAGE
+    if not argv and not boot_image_init:
         raise DockerifyError(
             f"{output}: the image has no Entrypoint or Cmd, so the init would have nothing to run",
-            hint='give one with --cmd \'["/path/to/program", "arg"]\' or --entrypoint',
+            hint='give one with --cmd \'["/path/to/program", "arg"]\' or --entrypoint, '
+            "or boot the image's own /init with --init image",
         )
-    init = init_binary(image.platform, opts.init)
+    init = init_binary(image.platform, opts.init) if argv else b""
     warnings = Warnings(output)
-    stream = _Stream(warnings)
+    stream = _Stream(warnings, rename_init=not boot_image_init)
     stats: CpioStats
     with atomic_file(output) as tmp:
         raw = tmp if opts.compression == "none" else tmp.with_name(tmp.name + ".cpio")
@@ -283,18 +311,12 @@ def write_initramfs(
                 writer = CpioWriter(f, warnings)
                 for entry in stream.filter(entries):
                     writer.add(entry)
-                user = resolve_user(rc.user, stream.text(b"etc/passwd"), stream.text(b"etc/group"))
-                env = environment(rc, opts.env, user)
-                workdir = rc.workdir or "/"
-                epoch = rc.created or stream.epoch
-                init_name = ALT_INIT if stream.has_init else b"init"
-                if stream.has_init:
-                    log.warning(
-                        "warning: %s: the image has its own /init; ours is /%s (boot with rdinit=/%s)",
-                        output,
-                        ALT_INIT.decode(),
-                        ALT_INIT.decode(),
+                if boot_image_init and not stream.has_init:
+                    raise NotFound(
+                        f"{output}: --init image, but the image has no /init",
+                        hint="leave --init out to boot the image's Entrypoint + Cmd with dockerify's init",
                     )
+                epoch = rc.created or stream.epoch
                 extra = []
                 if b"dev/console" not in stream.paths:
                     if b"dev" not in stream.dirs:
@@ -309,19 +331,29 @@ def write_initramfs(
                             mtime=epoch,
                         )
                     )
-                conf = init_config(argv, env, workdir, user, opts)
-                extra.append(file_entry(CONF_PATH, conf, mode=0o644, mtime=epoch))
-                extra.append(file_entry(init_name, init, mode=0o755, mtime=epoch))
+                if argv:
+                    if stream.has_init and not boot_image_init and argv[0] in ("/init", "init"):
+                        argv = ["/" + IMAGE_INIT.decode(), *argv[1:]]  # the image's /init, moved
+                    user = resolve_user(rc.user, stream.text(b"etc/passwd"), stream.text(b"etc/group"))
+                    env = environment(rc, opts.env, user)
+                    conf = init_config(argv, env, rc.workdir or "/", user, opts)
+                    extra.append(file_entry(CONF_PATH, conf, mode=0o644, mtime=epoch))
+                    ours = ALT_INIT if boot_image_init else b"init"
+                    extra.append(file_entry(ours, init, mode=0o755, mtime=epoch))
                 for entry in extra:
                     writer.add(entry)
                 cpio_size = writer.finish()
                 stats = writer.stats
             if raw != tmp:
-                compress_file(raw, tmp, opts.compression, xz_check="crc32")
+                compress_file(raw, tmp, opts.compression, xz_check="crc32", fast=True)
         finally:
             if raw != tmp:
                 raw.unlink(missing_ok=True)
         size = tmp.stat().st_size
+    image_init = None
+    if stream.has_init:
+        image_init = "/init" if boot_image_init else "/" + IMAGE_INIT.decode()
+        log.info("%s: the image's own /init is %s in the archive", output, image_init)
     if stats.unpacked > opts.memory // 2:
         log.warning(
             "warning: %s: unpacks to %d MiB, more than half of --memory %d MiB: the kernel may fail with "
@@ -338,7 +370,8 @@ def write_initramfs(
         cpio_size,
         stats.unpacked,
         stats.entries,
-        "/" + init_name.decode(),
+        "/init",
         argv,
+        image_init,
         warnings.report(),
     )

@@ -48,6 +48,7 @@ from dockerify.exporters.ext4img import (
     round_mib,
     size_estimate,
 )
+from dockerify.exporters.ext4times import settle_ctimes
 from dockerify.exporters.fatimg import FatSpec, check_names, cluster_for, make_fat, needed_size
 from dockerify.oci.select import Image
 from dockerify.run import check_tool, run
@@ -411,6 +412,7 @@ def write_sdcard(image: Image, entries: Iterable[Entry], output: str, opts: Card
     plan = make_plan(image, opts, warnings)
     rc = run_config(image)
     epoch = rc.created
+    newest = 0  # the newest mtime: the filesystems' times when the image records no creation time
     out_dir = Path(output).resolve().parent
     if not out_dir.is_dir():
         raise DockerifyError(f"{output}: directory {out_dir} does not exist")
@@ -432,6 +434,7 @@ def write_sdcard(image: Image, entries: Iterable[Entry], output: str, opts: Card
             contextlib.closing(Staging(staged, plan_file, warnings)) as staging,
         ):
             for entry in entries:
+                newest = max(newest, entry.mtime)
                 content = None
                 if entry.path in cmdline_paths or entry.path == b"etc/fstab":
                     if entry.type is FileType.REG and entry.size <= 1 << 20:
@@ -495,7 +498,7 @@ def write_sdcard(image: Image, entries: Iterable[Entry], output: str, opts: Card
             inode_size=int(plan.ext.get("inode_size") or 256),
             label=plan.ext.get("label", "rootfs"),
             uuid=plan.ext["uuid"],
-            epoch=epoch,
+            epoch=epoch or newest or 1,  # never "now": the same image gives the same card
         )
         features = set(spec.features or ())
         usage = measure_tree(
@@ -546,6 +549,7 @@ def write_sdcard(image: Image, entries: Iterable[Entry], output: str, opts: Card
                         f"the root filesystem did not fit in {sizes[-1] >> 20} MiB (estimated need {needed >> 20} MiB)",
                         hint="give a larger --root-size",
                     ) from None
+                settle_ctimes(raw, root_start)  # the staging tree's ctimes must not reach the card
                 if ext.attempts > 1 and not opts.shrink:
                     warnings.add(
                         "the size estimate was short; the root was made larger", f"{ext.size >> 20} MiB"

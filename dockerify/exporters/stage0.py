@@ -260,6 +260,7 @@ def write_stage0(image: Image, entries: Iterable[Entry], output: str, opts: Stag
                 "compression": result.compression,
                 "unpacked": result.unpacked,
                 "init": result.init_path,
+                "image_init": result.image_init,
             },
         }
         # ---- checks
@@ -292,8 +293,6 @@ def write_stage0(image: Image, entries: Iterable[Entry], output: str, opts: Stag
             )
         console = "console=ttyS0" if arch == "amd64" else "console=ttyAMA0"
         words = [console, "quiet", "panic=-1"]
-        if result.init_path != "/init":
-            words.append(f"rdinit={result.init_path}")
         if opts.append:
             words += shlex.split(opts.append)
         cmdline = " ".join(words)

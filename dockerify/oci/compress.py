@@ -21,7 +21,15 @@ from typing import Any, BinaryIO, Protocol
 
 import zstandard
 
+_isal: Any
+try:  # ISA-L's deflate/inflate: the same formats, several times faster than zlib
+    from isal import isal_zlib as _isal
+except ImportError:  # an install without the speed-up (Debian's python in the as-nobody tests)
+    _isal = None
+
 GZIP_BLOCK = 1 << 20
+#: ISA-L's strongest level: on real trees it is both its fastest and its smallest (measured).
+FAST_LEVEL = 3
 _DICT = 32 * 1024
 
 
@@ -37,9 +45,20 @@ def _workers() -> int:
 class ParallelGzipWriter:
     """Writes a single-member gzip stream to `sink`, deflating blocks on a thread pool."""
 
-    def __init__(self, sink: Callable[[bytes], object], level: int = 6, threads: int | None = None) -> None:
+    def __init__(
+        self,
+        sink: Callable[[bytes], object],
+        level: int = 6,
+        threads: int | None = None,
+        fast: bool = False,
+    ) -> None:
         self._sink = sink
         self._level = level
+        # `fast`: ISA-L's deflate (about 15x zlib's level 6, output ~10 % larger) where the bytes
+        # need not match earlier releases (initramfs). Layers keep zlib: their digests stay put.
+        self._zlib: Any = zlib
+        if fast and _isal is not None:
+            self._zlib, self._level = _isal, FAST_LEVEL
         self._pool = ThreadPoolExecutor(max_workers=threads or _workers())
         self._pending: deque[Future[bytes]] = deque()
         self._max_pending = 2 * (threads or _workers())
@@ -51,7 +70,7 @@ class ParallelGzipWriter:
         sink(b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\xff")
 
     def _deflate(self, block: bytes, zdict: bytes, last: bool) -> bytes:
-        comp = zlib.compressobj(
+        comp = self._zlib.compressobj(
             self._level, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, *([zdict] if zdict else [])
         )
         out = comp.compress(block)
@@ -122,9 +141,11 @@ class PlainWriter:
 MEDIA_SUFFIX = {"gzip": "+gzip", "zstd": "+zstd", "none": ""}
 
 
-def make_compressor(kind: str, sink: Callable[[bytes], object], level: int | None = None) -> Compressor:
+def make_compressor(
+    kind: str, sink: Callable[[bytes], object], level: int | None = None, fast: bool = False
+) -> Compressor:
     if kind == "gzip":
-        return ParallelGzipWriter(sink, level=6 if level is None else level)
+        return ParallelGzipWriter(sink, level=6 if level is None else level, fast=fast)
     if kind == "zstd":
         return ZstdWriter(sink, level=3 if level is None else level)
     if kind == "none":
@@ -133,8 +154,9 @@ def make_compressor(kind: str, sink: Callable[[bytes], object], level: int | Non
 
 
 def _gunzip(f: BinaryIO) -> Iterator[bytes]:
-    """Every member of a gzip stream, decompressed."""
-    d = zlib.decompressobj(31)
+    """Every member of a gzip stream, decompressed (by ISA-L where installed: same bytes, faster)."""
+    inflate: Any = _isal or zlib
+    d = inflate.decompressobj(31)
     while True:
         data = d.unused_data or f.read(_READ)
         if not data:
@@ -142,7 +164,7 @@ def _gunzip(f: BinaryIO) -> Iterator[bytes]:
         if d.eof:
             if not data.strip(b"\0"):
                 return  # zero padding after the last member
-            d = zlib.decompressobj(31)
+            d = inflate.decompressobj(31)
         out = d.decompress(data, _READ)
         while out:
             yield out

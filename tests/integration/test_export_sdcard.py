@@ -387,3 +387,26 @@ def test_image_without_a_recorded_layout(tmp_path, root_user) -> None:
         "FAT keeps no permissions beyond read-only: /boot/firmware/config.txt (0644)" in w
         for w in summary["warnings"]
     )
+
+
+# ---------------------------------------------------------------- issue 10, point 3
+
+
+def test_card_is_bit_reproducible(images, tmp_path) -> None:
+    """The same image and options, exported in two directories a few seconds apart (so the staging
+    trees' ctimes differ), give the same bytes; both filesystems stay clean."""
+    import hashlib
+    import time
+
+    layout = images["pi-arm64.img"]
+    cards = []
+    for name in ("first", "second"):
+        where = tmp_path / name
+        where.mkdir()
+        card = where / "card.img"
+        export_card(layout, card)
+        cards.append(card)
+        time.sleep(3)
+    digests = [hashlib.sha256(c.read_bytes()).hexdigest() for c in cards]
+    assert digests[0] == digests[1]
+    check_filesystems(cards[0], tmp_path)

@@ -351,11 +351,12 @@ def nobody_work() -> Iterator[Path]:
         work / "lib" / "zstandard",
         ignore=shutil.ignore_patterns("__pycache__"),
     )
-    # The ext4 reader's checksums (crc32c reads its own version from its dist-info).
-    crc32c_dir = Path(crc32c.__file__).parent
-    shutil.copytree(crc32c_dir, work / "lib" / "crc32c", ignore=shutil.ignore_patterns("__pycache__"))
-    for dist_info in crc32c_dir.parent.glob("crc32c-*.dist-info"):
-        shutil.copytree(dist_info, work / "lib" / dist_info.name)
+    # crc32c: the ext4 reader's checksums and the SD card's ctime pass (exporters/ext4times.py)
+    for module in (crc32c,):
+        src = Path(module.__file__).parent
+        shutil.copytree(src, work / "lib" / src.name, ignore=shutil.ignore_patterns("__pycache__"))
+        for info in src.parent.glob(f"{src.name}-*.dist-info"):  # it reads its own version
+            shutil.copytree(info, work / "lib" / info.name)
     (work / "out").mkdir()
     os.chown(work / "out", 65534, 65534)
     try:

@@ -1,0 +1,173 @@
+"""`--output docker-daemon:` in one pass: the layer goes from the source straight into the daemon's
+layer store while it is being produced, and the image (our config, our platform) is then loaded
+around it.
+
+`docker load` cannot take a layer in one pass: the daemon first unpacks the whole archive into a
+temporary directory (moby's tarexport), and a tar member's size must be known before its bytes,
+while the layer's size and digest are known only at its end. The import endpoint
+(`POST /images/create?fromSrc=-`) does apply a tar stream directly to the layer store, but it
+makes a config of its own (Docker 20.10 ignores the platform, and `created` is the time of the
+import). So both are used, each for what it does well:
+
+1. the layer, as it is written, is streamed to the import endpoint (bounded queue, no temporary
+   file on either side); the daemon registers it under its diff_id, the sha256 of those bytes;
+2. a docker-archive holding only our config and manifest.json (the layer member empty) is
+   loaded: the daemon finds the layer's chain id already in its store and does not read the
+   member, so the loaded image has exactly the config, platform and id a full load would give;
+3. the import's own image is removed (the layer stays: the loaded image holds it).
+
+The containerd image store (Docker 26 with the containerd snapshotter) keeps blobs, not layers,
+and needs the layer in the archive: there the full docker-archive is loaded instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import queue
+import tarfile
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+from dockerify import daemon
+from dockerify.errors import DockerifyError
+from dockerify.oci.blobs import BlobStore
+from dockerify.oci.layout import Layout
+from dockerify.oci.select import Image
+
+log = logging.getLogger("dockerify")
+
+_DEPTH = 16  # pieces (of up to a few MiB each) waiting for the daemon: memory stays bounded
+_EMPTY_LAYER = "layer.tar"
+_ABORT = b"\0abort"  # a marker compared by identity, never sent
+
+
+class _ImportWriter:
+    """A blob writer that sends the bytes to the daemon's import endpoint instead of a file."""
+
+    def __init__(self, store: StreamingBlobs) -> None:
+        self._store = store
+        self._hash = hashlib.sha256()
+        self.size = 0
+        self._queue: queue.Queue[bytes | None] = queue.Queue(_DEPTH)
+        self._result: dict[str, object] = {}
+        self._thread = threading.Thread(target=self._send, name="dockerify-import", daemon=True)
+        self._thread.start()
+
+    def _chunks(self) -> Iterator[bytes]:
+        while (data := self._queue.get()) is not None:
+            if data is _ABORT:
+                # Break the request off mid-stream: the daemon sees a truncated upload and
+                # registers nothing, rather than a layer cut short.
+                raise DockerifyError("docker-daemon: the layer was not finished")
+            yield data
+
+    def _send(self) -> None:
+        try:
+            self._result["id"] = daemon.import_layer(self._chunks())
+        except BaseException as e:  # handed to the producer at its next write or at commit
+            self._result["error"] = e
+            while self._queue.get() is not None:  # let the producer finish its writes
+                pass
+
+    def _put(self, data: bytes | None) -> None:
+        while True:
+            try:
+                self._queue.put(data, timeout=0.5)
+                return
+            except queue.Full:
+                if not self._thread.is_alive():
+                    self._raise()
+
+    def _raise(self) -> None:
+        error = self._result.get("error")
+        if isinstance(error, BaseException):
+            raise error
+        raise DockerifyError("docker-daemon: the import of the layer stopped")
+
+    def write(self, data: bytes) -> None:
+        if "error" in self._result:
+            self._raise()
+        self._hash.update(data)
+        self.size += len(data)
+        self._put(bytes(data))
+
+    def commit(self) -> str:
+        self._put(None)
+        self._thread.join()
+        if "error" in self._result:
+            self._raise()
+        self._store.imported.append(str(self._result["id"]))
+        return "sha256:" + self._hash.hexdigest()
+
+    def abort(self) -> None:
+        if self._thread.is_alive():
+            self._put(_ABORT)
+            self._put(None)
+            self._thread.join()
+        if "id" in self._result:
+            self._store.imported.append(str(self._result["id"]))
+
+
+class StreamingBlobs(BlobStore):
+    """Small blobs (config, manifests) go to the layout as usual; layers to the daemon."""
+
+    def __init__(self, layout_dir: str | Path) -> None:
+        super().__init__(layout_dir)
+        self.imported: list[str] = []
+
+    def writer(self) -> _ImportWriter:  # type: ignore[override]
+        return _ImportWriter(self)
+
+
+def one_pass_layout(root: str | Path) -> Layout:
+    layout = Layout.create(root)
+    layout.blobs = StreamingBlobs(root)
+    return layout
+
+
+def _member(name: str, data: bytes) -> bytes:
+    info = tarfile.TarInfo(name)
+    info.size, info.mtime, info.mode = len(data), 0, 0o644
+    return info.tobuf(tarfile.PAX_FORMAT) + data + bytes(-len(data) % 512)
+
+
+def config_only_archive(image: Image, tags: list[str]) -> Iterator[bytes]:
+    """A docker-archive with the image's config and empty layer members (see the module doc)."""
+    cfg = image.config_descriptor
+    config = image.layout.blobs.read(cfg.digest)
+    names = [f"{i}/{_EMPTY_LAYER}" for i in range(len(image.layers))]
+    manifest = [{"Config": f"{cfg.hex}.json", "RepoTags": tags, "Layers": names}]
+    yield _member(f"{cfg.hex}.json", config)
+    for name in names:
+        yield _member(name, b"")
+    yield _member("manifest.json", json.dumps(manifest).encode())
+    yield bytes(1024)
+
+
+def finish(layout: Layout, image: Image, target: str) -> None:
+    """Load the config around the layer already imported, then drop the import's own image."""
+    store = layout.blobs
+    assert isinstance(store, StreamingBlobs)
+    try:
+        daemon.load(config_only_archive(image, [target]))
+    finally:
+        cleanup(store)
+
+
+def cleanup(store: BlobStore) -> None:
+    if isinstance(store, StreamingBlobs):
+        for image_id in store.imported:
+            daemon.remove_image(image_id)
+        store.imported.clear()
+
+
+def available() -> bool:
+    """One pass needs the classic layer store (not containerd's, which needs the layer's bytes in
+    the archive)."""
+    return not daemon.containerd_store()
+
+
+__all__ = ["available", "cleanup", "finish", "one_pass_layout"]
