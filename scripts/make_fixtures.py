@@ -189,6 +189,7 @@ class Context:
     out: Path
     work: Path  # scratch space, deleted at the end
     pkgs: dict[tuple[str, str], Path] = field(default_factory=dict)  # (package, arch) -> extracted dir
+    debs: dict[tuple[str, str], Path] = field(default_factory=dict)  # (package, arch) -> the .deb
     hello_v6: Path | None = None
     v6_core: dict[str, Path] = field(default_factory=dict)  # role -> compiled ARM stand-in
     manifest: dict = field(default_factory=dict)
@@ -368,6 +369,7 @@ def extract_packages(ctx: Context) -> None:
         dest.mkdir(parents=True)
         run(["dpkg-deb", "-x", str(deb), str(dest)])
         ctx.pkgs[(pkg, arch)] = dest
+        ctx.debs[(pkg, arch)] = deb
 
 
 def build_hello_v6(ctx: Context) -> None:
@@ -505,6 +507,32 @@ def install_hello(ctx: Context, root: Path, arch: str) -> None:
             dest = root / src.relative_to(libc)
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(src, dest, follow_symlinks=False)
+
+
+def deb_list(deb: Path) -> str:
+    """The package's info/*.list as dpkg writes it: every path of the archive, "/." for the root."""
+    data = run(["dpkg-deb", "--fsys-tarfile", str(deb)]).stdout
+    listing = run(["tar", "-t"], input=data).stdout.decode()
+    paths = [name.removeprefix(".").rstrip("/") or "/." for name in listing.splitlines()]
+    return "".join(p + "\n" for p in paths)
+
+
+def write_dpkg_db(ctx: Context, root: Path, packages: list[tuple[str, str]]) -> None:
+    """A dpkg database for the packages the tree holds files of: the real control fields and
+    file lists of the real .debs, as dpkg would have left them (files of libc6 the fixture does
+    not copy are listed but absent, which dpkg --verify would report and the chunker ignores)."""
+    info = root / "var/lib/dpkg/info"
+    info.mkdir(parents=True, exist_ok=True)
+    status = []
+    for pkg, arch in sorted(packages):
+        deb = ctx.debs[(pkg, arch)]
+        control = run(["dpkg-deb", "-f", str(deb)], text=True).stdout.rstrip("\n").split("\n")
+        control.insert(1, "Status: install ok installed")
+        status.append("\n".join(control) + "\n")
+        multi = any(line == "Multi-Arch: same" for line in control)
+        write(info / (f"{pkg}:{arch}.list" if multi else f"{pkg}.list"), deb_list(deb))
+    write(root / "var/lib/dpkg/status", "\n".join(status))
+    write(root / "var/lib/dpkg/diversions", "")
 
 
 def write_etc(root: Path, tree: Tree, fstab: str) -> None:
@@ -665,6 +693,11 @@ def build_root(ctx: Context, root: Path, tree: Tree, fstab: str, boot_mountpoint
         assert ctx.hello_v6 is not None
         shutil.copy2(ctx.hello_v6, root / "usr/bin/hello-v6")
     write_etc(root, tree, fstab)
+    installed = [] if tree.rpi_v6_core else [("busybox-static", tree.arch)]
+    if tree.hello:
+        installed += [("hello", tree.arch), ("libc6", tree.arch)]
+    if installed:
+        write_dpkg_db(ctx, root, installed)
     overrides = make_specials(root) if tree.specials else {}
     if tree.many_files:
         make_many(root)
