@@ -73,11 +73,11 @@ def _content(pkg: Pkg, index: int, size: int) -> bytes:
     return random.Random(seed).randbytes(size)
 
 
-def _files(pkg: Pkg) -> dict[str, bytes]:
+def _files(pkg: Pkg, scale: int = 1) -> dict[str, bytes]:
     out: dict[str, bytes] = {}
     parts = 4
     for i in range(parts):
-        out[f"/usr/lib/{pkg.name}/part{i}.so"] = _content(pkg, i, pkg.size // parts)
+        out[f"/usr/lib/{pkg.name}/part{i}.so"] = _content(pkg, i, pkg.size * scale // parts)
     out[f"/usr/bin/{pkg.name}"] = _content(pkg, 99, 2048)
     out[f"/usr/share/doc/{pkg.name}/copyright"] = f"{pkg.name} {pkg.source}\n".encode()
     if pkg.conffile:
@@ -94,8 +94,9 @@ def _dirs_of(paths: list[str]) -> list[str]:
     return sorted(dirs)
 
 
-def make_card(root: Path, version: int) -> list[Pkg]:
-    """Write version 1 or 2 of the card under `root` (which must not exist); its packages."""
+def make_card(root: Path, version: int, scale: int = 1) -> list[Pkg]:
+    """Write version 1 or 2 of the card under `root` (which must not exist); its packages.
+    `scale` multiplies the package sizes (about 27 MiB at 1)."""
     pkgs = _packages(version)
     root.mkdir(parents=True)
     info = root / "var/lib/dpkg/info"
@@ -104,7 +105,7 @@ def make_card(root: Path, version: int) -> list[Pkg]:
     times: dict[Path, int] = {}
     for pkg in pkgs:
         mtime = V1_TIME if pkg in _packages(1) else V2_TIME
-        files = _files(pkg)
+        files = _files(pkg, scale)
         for path, data in files.items():
             target = root / path.lstrip("/")
             target.parent.mkdir(parents=True, exist_ok=True)
