@@ -90,6 +90,7 @@ def main() -> int:
                         f"oci:{layout}:t",
                     ),
                     check=True,
+                    stdout=subprocess.DEVNULL,
                 )
                 layouts[(mode, version)] = layout
         print(f"{'update v1 -> v2':40} {'v2 size':>12} {'push moved':>12} {'pull moved':>12}")
