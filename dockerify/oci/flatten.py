@@ -51,6 +51,8 @@ class Survivors:
         layers = image.layers
         self.keep: list[set[bytes]] = [set() for _ in layers]
         self.sorted = True
+        present: list[set[bytes]] = [set() for _ in layers]
+        links: list[tuple[int, bytes, bytes]] = []  # surviving hard links: (layer, path, target)
         seen: set[bytes] = set()
         deleted: set[bytes] = set()
         opaque: set[bytes] = set()
@@ -70,6 +72,7 @@ class Survivors:
                 if base.startswith(WHITEOUT):
                     new_deleted.add((parent + b"/" if parent else b"") + base[len(WHITEOUT) :])
                     continue
+                present[index].add(entry.path)
                 if entry.type is not FileType.DIR:
                     # A file over a directory replaces it: the lower layers' children are gone
                     # even if a still higher layer makes it a directory again.
@@ -78,25 +81,47 @@ class Survivors:
                     continue
                 seen.add(entry.path)
                 self.keep[index].add(entry.path)
+                if entry.type is FileType.HARDLINK:
+                    links.append((index, entry.path, entry.linkname))
             deleted |= new_deleted
             opaque |= new_opaque
+        # A hard link made when its layer was applied keeps the file it was made to even if a
+        # higher layer later deletes or replaces that path: such a link is given as the old
+        # file itself (from the layer that held it), under the link's name.
+        self.orphans: list[dict[bytes, list[bytes]]] = [{} for _ in layers]
+        for index, path, target in links:
+            below = next((j for j in range(index, -1, -1) if target in present[j]), None)
+            if below is None or target in self.keep[below]:
+                continue
+            self.keep[index].discard(path)
+            self.orphans[below].setdefault(target, []).append(path)
 
 
 def survivors(image: Image) -> list[set[bytes]]:
     return Survivors(image).keep
 
 
-def _kept(image: Image, index: int, keep: set[bytes]) -> Iterator[Entry]:
+def _kept(
+    image: Image, index: int, keep: set[bytes], orphans: dict[bytes, list[bytes]] | None = None
+) -> Iterator[Entry]:
     for entry in _layer_entries(image, image.layers[index]):
         if entry.path in keep:
             yield entry
+        elif orphans and entry.path in orphans and entry.type is FileType.REG:
+            first, *rest = sorted(orphans[entry.path], key=path_key)
+            yield entry.with_(path=first)
+            for other in rest:
+                yield entry.with_(
+                    path=other, type=FileType.HARDLINK, linkname=first, size=0, reader=None, sparse=None
+                )
 
 
-def _merged(image: Image, keep: list[set[bytes]]) -> Iterator[Entry]:
+def _merged(image: Image, found: Survivors) -> Iterator[Entry]:
     """The survivors of sorted layers as one stream sorted parents first, every layer open at
     once (an entry's content is read before its layer moves on). A hard link whose target comes
     later in that order (it is in another layer) waits until the target has been given."""
-    streams = [_kept(image, i, k) for i, k in enumerate(keep)]
+    keep = found.keep
+    streams = [_kept(image, i, k, found.orphans[i]) for i, k in enumerate(keep)]
     heap: list[tuple[tuple[bytes, ...], int, Entry]] = []
 
     def advance(i: int) -> None:
@@ -108,7 +133,7 @@ def _merged(image: Image, keep: list[set[bytes]]) -> Iterator[Entry]:
         advance(i)
     given: set[bytes] = set()
     waiting: dict[bytes, list[Entry]] = {}
-    survivors = set().union(*keep)
+    survivors = set().union(*keep, *(p for o in found.orphans for links in o.values() for p in links))
     while heap:
         _, i, entry = heapq.heappop(heap)
         if entry.type is FileType.HARDLINK and entry.linkname not in given and entry.linkname in survivors:
@@ -141,24 +166,25 @@ def flatten(image: Image, *, restore_fixups: bool = False) -> Iterator[Entry]:
     else:
         found = Survivors(image)
         if found.sorted:
-            stream = _merged(image, found.keep)
+            stream = _merged(image, found)
         else:
             # Layers in no particular order (some tools write them so): layer by layer, with the
             # surviving directories first so that parents still come before children.
-            stream = _unsorted(image, found.keep)
+            stream = _unsorted(image, found)
     for entry in stream:
         if restore_fixups:
             entry = restore_preload(entry, labels)
         yield entry
 
 
-def _unsorted(image: Image, keep: list[set[bytes]]) -> Iterator[Entry]:
+def _unsorted(image: Image, found: Survivors) -> Iterator[Entry]:
+    keep = found.keep
     dirs: list[Entry] = []
     for index in range(len(keep)):
         dirs += [e for e in _kept(image, index, keep[index]) if e.type is FileType.DIR]
     dirs.sort(key=lambda e: path_key(e.path))
     yield from dirs
     for index in range(len(keep)):
-        for entry in _kept(image, index, keep[index]):
+        for entry in _kept(image, index, keep[index], found.orphans[index]):
             if entry.type is not FileType.DIR:
                 yield entry

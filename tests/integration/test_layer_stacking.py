@@ -36,7 +36,9 @@ LAYERS: list[list[tuple[str, str, str]]] = [
         ("f/g", "dir", ""),
         ("f/g/deep", "file", "deep"),
         ("h", "dir", ""),
+        ("h/gone", "file", "gone content"),
         ("h/target", "file", "target content"),
+        ("h/victim", "file", "victim v1"),
         ("r", "file", "r is a file"),
     ],
     [
@@ -51,6 +53,8 @@ LAYERS: list[list[tuple[str, str, str]]] = [
         ("d/k", "file", "k"),
         ("f", "dir", ""),
         ("f/.wh.g", "file", ""),
+        ("keep-gone", "link", "h/gone"),  # the path goes in the next layer, the file stays
+        ("keep-victim", "link", "h/victim"),  # the path gets another file in the next layer
         ("r", "dir", ""),
         ("r/inner", "file", "inner"),
     ],
@@ -65,7 +69,9 @@ LAYERS: list[list[tuple[str, str, str]]] = [
         ("f/g", "dir", ""),
         ("f/g/new", "file", "new deep"),
         ("h", "dir", ""),
+        ("h/.wh.gone", "file", ""),
         ("h/second-link", "link", "h/target"),
+        ("h/victim", "file", "victim v3"),
         ("r", "file", "r is a file again"),
     ],
 ]
@@ -90,16 +96,22 @@ def layer_tar(members: list[tuple[str, str, str]], path: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def stacked(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """(umoci's layout holding the three-layer image as :t, umoci's unpacked rootfs)."""
+def shuffled(members: list[tuple[str, str, str]]) -> list[tuple[str, str, str]]:
+    """The same layer with /r's entries first: out of path order, as some tools write layers."""
+    return [m for m in members if m[0].startswith("r")] + [m for m in members if not m[0].startswith("r")]
+
+
+@pytest.fixture(scope="module", params=["sorted", "unsorted"])
+def stacked(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(umoci's layout holding the three-layer image as :t, umoci's unpacked rootfs). Layers in
+    path order take flatten's merge; the unsorted ones its directories-first fallback."""
     require_tool("umoci")
     base = tmp_path_factory.mktemp("stacked")
     layout = base / "layout"
     subprocess.run(["umoci", "init", "--layout", str(layout)], check=True)
     subprocess.run(["umoci", "new", "--image", f"{layout}:t"], check=True)
     for i, members in enumerate(LAYERS):
-        tar = layer_tar(members, base / f"layer{i}.tar")
+        tar = layer_tar(members if request.param == "sorted" else shuffled(members), base / f"layer{i}.tar")
         subprocess.run(
             ["umoci", "raw", "add-layer", "--image", f"{layout}:t", str(tar)], check=True, capture_output=True
         )
@@ -123,6 +135,9 @@ def test_umoci_judges_the_stack_as_oci_says(stacked: tuple[Path, Path]) -> None:
     assert sorted(p.name for p in (rootfs / "f/g").iterdir()) == ["new"]
     assert (rootfs / "r").read_text() == "r is a file again"
     assert (rootfs / "0link").stat().st_ino == (rootfs / "h/target").stat().st_ino
+    assert (rootfs / "keep-gone").read_text() == "gone content" and not (rootfs / "h/gone").exists()
+    assert (rootfs / "keep-victim").read_text() == "victim v1"
+    assert (rootfs / "h/victim").read_text() == "victim v3"
 
 
 def test_flatten_gives_umocis_tree(stacked: tuple[Path, Path]) -> None:
