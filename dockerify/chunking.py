@@ -22,8 +22,8 @@ packages in it:
 - Layer "conffiles": files dpkg lists as conffiles. Card builders edit /etc, so these differ
   from the shipped package far more often than the package itself changes.
 - Layer "unowned": files no package owns (the dpkg database itself, generated files, /home).
-- A path owned by several packages goes with the owner first in byte order of the package name
-  (stable while both are installed). A diverted path: the file at the diversion's target
+- A path owned by several packages goes with the owner whose source package name is first in
+  byte order (stable while both are installed). A diverted path: the file at the diversion's target
   (`/x.distrib`) belongs to the packages that ship `/x` other than the diverting one; `/x` itself
   belongs to the diverting package (or is unowned for a local diversion).
 - Hard links: every member of a hard-link group goes to the layer of the group's first member

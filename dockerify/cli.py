@@ -162,6 +162,9 @@ def _layer_count(text: str) -> int:
 def _bare_chunked(argv: list[str]) -> list[str]:
     """`--chunked` alone means the default count: argparse's optional value would otherwise take
     the next word (the source) as N. `--chunked=N` passes through."""
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command != "build":
+        return argv
     return [f"--chunked={DEFAULT_LAYERS}" if a == "--chunked" else a for a in argv]
 
 
@@ -205,8 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
         dest="chunked",
         type=_layer_count,
         metavar="N",
-        help=f"split the tree into at most N layers by dpkg package (default {DEFAULT_LAYERS}), "
-        "so an updated card shares the layers of unchanged packages",
+        help=f"--chunked[=N]: split the tree into at most N layers by dpkg package (default "
+        f"{DEFAULT_LAYERS}), so an updated card shares the layers of unchanged packages",
     )
     b.add_argument("--no-pi-fixups", action="store_true", help="keep /etc/ld.so.preload untouched")
     b.add_argument("--json", action="store_true")

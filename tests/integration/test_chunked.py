@@ -239,3 +239,17 @@ def test_push_mounts_from_another_repository(registry: str, cards: dict[str, Pat
     pulled = json.loads(dockerify("pull", f"{second}:v2", f"oci:{dest}:v2", "--json").stdout)
     assert pulled["digest"] == result["digest"]
     assert_no_differences(f"oci:{dest}:v2", str(cards["tree-v2"]))
+
+
+def test_layer_count_is_bounded(cards: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "six"
+    dockerify(
+        "build", "-q", "--platform", "linux/arm64", "--chunked=6", str(cards["tree-v2"]), "-o", f"oci:{out}:t"
+    )
+    assert 3 <= len(manifest(out)["layers"]) <= 6
+    assert_no_differences(f"oci:{out}:t", str(cards["tree-v2"]))
+    bad = dockerify(
+        "build", "--chunked=500", str(cards["tree-v2"]), "-o", f"oci:{tmp_path / 'x'}", check=False
+    )
+    assert bad.returncode == 2 and "--chunked takes" in bad.stderr and "Traceback" not in bad.stderr
+    assert not (tmp_path / "x").exists()
