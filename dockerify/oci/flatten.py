@@ -1,8 +1,11 @@
-"""An image's layers applied in order, as one stream of entries (whiteouts and opaque
-directories honoured), without unpacking anything to disk.
+"""An image's layers applied in order, as one stream of entries (whiteouts, opaque
+directories, files replacing directories and back, hard links into lower layers honoured),
+without unpacking anything to disk.
 
 One pass over the layers from the top finds, for every path, which layer's version survives;
-a second pass streams the survivors layer by layer. Memory holds paths, never content."""
+a second pass merges the layers' survivors into one stream in path order, parents before
+children (every layer open at once), as a one-layer image of the same tree would give it.
+Memory holds paths, never content."""
 
 from __future__ import annotations
 
