@@ -39,6 +39,8 @@ class BuildOptions:
     # GNU sparse members keep holes, but Docker's layer store (tar-split) cannot reassemble them:
     # `docker save` / `docker push` of such a layer fails verification. Docker outputs go dense.
     sparse: bool = True
+    # At most this many layers split by package ownership (dockerify/chunking.py); None: one layer.
+    chunked: int | None = None
 
     @staticmethod
     def epoch_from_env() -> int | None:
@@ -86,14 +88,22 @@ def build_manifest(
     if opts.pi_fixups:
         entries = _fixups(entries, labels)
     with progress.task(f"layer from {source.name}", unit="B") as advance:
-        layer = write_layer(
-            entries,
-            layout.blobs,
-            compression=opts.compression,
-            epoch=opts.epoch,
-            progress=advance,
-            where=source.name,
-        )
+        if opts.chunked is None:
+            layer = write_layer(
+                entries,
+                layout.blobs,
+                compression=opts.compression,
+                epoch=opts.epoch,
+                progress=advance,
+                where=source.name,
+            )
+            layers = [(layer.descriptor, layer.diff_id)]
+        else:
+            from dockerify.chunked import write_chunked
+
+            layers = write_chunked(
+                source, entries, layout.blobs, opts.chunked, opts.compression, opts.epoch, advance
+            )
     facts.apply_boot_config()
     evidence = facts.detector.evidence()
     platform = reconcile(
@@ -108,12 +118,19 @@ def build_manifest(
     shell = facts.default_shell()
     created = opts.epoch if opts.epoch is not None else facts.newest_mtime
     config = ImageConfig(
-        platform, [layer.diff_id], created, opts.image, labels, default_cmd=(shell,) if shell else None
+        platform, [d for _, d in layers], created, opts.image, labels, default_cmd=(shell,) if shell else None
     )
     config_desc = layout.put_json(config.to_json(), OCI_CONFIG)
-    manifest = manifest_json(config_desc, [layer.descriptor])
+    manifest = manifest_json(config_desc, [d for d, _ in layers])
     desc = layout.put_json(manifest, OCI_MANIFEST, platform)
-    log.info("%s: %s, %d entries, layer %s", source.name, platform, facts.entries, layer.descriptor.digest)
+    log.info(
+        "%s: %s, %d entries, %d layer(s) %s",
+        source.name,
+        platform,
+        facts.entries,
+        len(layers),
+        layers[0][0].digest,
+    )
     return desc
 
 

@@ -12,6 +12,7 @@ import traceback
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
+from dockerify.chunking import DEFAULT_LAYERS, MAX_LAYERS, MIN_LAYERS
 from dockerify.errors import DockerifyError
 from dockerify.oci.refs import ImageRef
 
@@ -95,6 +96,7 @@ def cmd_build(args: argparse.Namespace) -> int:
         read=_read_options(args),
         quiet=args.quiet,
         sparse=not args.dense and output.transport not in ("docker-daemon", "docker-archive"),
+        chunked=args.chunked,
     )
     result = build(sources, output, name, opts)
     if args.json:
@@ -175,6 +177,25 @@ def _read_options(args: argparse.Namespace) -> ReadOptions:
     return ReadOptions(journal=not args.no_journal, verify_checksums=not args.ignore_checksums)
 
 
+def _layer_count(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of layers") from None
+    if not MIN_LAYERS <= n <= MAX_LAYERS:
+        raise argparse.ArgumentTypeError(f"--chunked takes {MIN_LAYERS} to {MAX_LAYERS} layers, not {n}")
+    return n
+
+
+def _bare_chunked(argv: list[str]) -> list[str]:
+    """`--chunked` alone means the default count: argparse's optional value would otherwise take
+    the next word (the source) as N. `--chunked=N` passes through."""
+    command = next((a for a in argv if not a.startswith("-")), None)
+    if command != "build":
+        return argv
+    return [f"--chunked={DEFAULT_LAYERS}" if a == "--chunked" else a for a in argv]
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="dockerify", description="Bootable OS images <-> multi-platform OCI images"
@@ -209,6 +230,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--dense",
         action="store_true",
         help="write files with holes in full (Docker outputs always do: its layer store cannot keep sparse members)",
+    )
+    b.add_argument(
+        "--chunked",
+        dest="chunked",
+        type=_layer_count,
+        metavar="N",
+        help=f"--chunked[=N]: split the tree into at most N layers by dpkg package (default "
+        f"{DEFAULT_LAYERS}), so an updated card shares the layers of unchanged packages",
     )
     b.add_argument("--no-pi-fixups", action="store_true", help="keep /etc/ld.so.preload untouched")
     b.add_argument("--json", action="store_true")
@@ -261,7 +290,7 @@ def _load_extra_commands() -> None:
 def run_cli(argv: Sequence[str] | None, parser_factory: Callable[[], argparse.ArgumentParser]) -> int:
     _load_extra_commands()
     parser = parser_factory()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(_bare_chunked(sys.argv[1:] if argv is None else list(argv)))
     debug = getattr(args, "debug", False)
     logging.basicConfig(
         level=logging.DEBUG

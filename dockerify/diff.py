@@ -87,8 +87,16 @@ def records(entries: Iterator[Entry]) -> dict[bytes, Record]:
             sparse=e.sparse is not None and sum(n for _, n in e.sparse) < e.size,
             link_group=b"",
         )
-    for path in linked:
-        out[path] = Record(**{**out[path].__dict__, "link_group": path})
+    # A group is named by its first member in path order, not in stream order: a flattened
+    # image gives a hard link after its target even when the link's path sorts first.
+    groups: dict[bytes, list[bytes]] = {first: [first] for first in linked}
+    for path, rec in out.items():
+        if rec.link_group in groups and path != rec.link_group:
+            groups[rec.link_group].append(path)
+    for members in groups.values():
+        name = min(members, key=path_key)
+        for path in members:
+            out[path] = Record(**{**out[path].__dict__, "link_group": name})
     return out
 
 

@@ -109,6 +109,22 @@ def _why(evidence: dict[str, Any] | None) -> str:
     return f" (from {core}" + (f"; {odd} ELF file(s) disagree)" if odd else ")")
 
 
+def _layer_lines(layers: list[dict[str, Any]]) -> list[str]:
+    """One line per layer of a chunked image: what `build --chunked` put in it."""
+    from dockerify.chunking import KIND_ANNOTATION, PACKAGES_ANNOTATION
+
+    if not any(KIND_ANNOTATION in (layer.get("annotations") or {}) for layer in layers):
+        return []
+    out = []
+    for n, layer in enumerate(layers, 1):
+        notes = layer.get("annotations") or {}
+        what = notes.get(KIND_ANNOTATION, "")
+        if notes.get(PACKAGES_ANNOTATION):
+            what += ": " + notes[PACKAGES_ANNOTATION]
+        out.append(f"    layer {n}: {layer['size']} bytes, {what}")
+    return out
+
+
 def render(info: dict[str, Any]) -> str:
     lines = []
     if "image" in info:
@@ -122,6 +138,7 @@ def render(info: dict[str, Any]) -> str:
             for key in ("Entrypoint", "Cmd", "WorkingDir", "User"):
                 if cfg.get(key):
                     lines.append(f"    {key}: {cfg[key]}")
+            lines += _layer_lines(m["layers"])
         return "\n".join(lines)
     lines.append(f"source:   {info['source']} ({info['kind']})")
     lines.append(f"platform: {info['platform'] or 'unknown'}{_why(info.get('platform_evidence'))}")

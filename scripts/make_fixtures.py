@@ -541,6 +541,32 @@ def install_hello(ctx: Context, root: Path, arch: str) -> None:
             shutil.copy2(src, dest, follow_symlinks=False)
 
 
+def deb_list(deb: Path) -> str:
+    """The package's info/*.list as dpkg writes it: every path of the archive, "/." for the root."""
+    data = run(["dpkg-deb", "--fsys-tarfile", str(deb)]).stdout
+    listing = run(["tar", "-t"], input=data).stdout.decode()
+    paths = [name.removeprefix(".").rstrip("/") or "/." for name in listing.splitlines()]
+    return "".join(p + "\n" for p in paths)
+
+
+def write_dpkg_db(ctx: Context, root: Path, packages: list[tuple[str, str]]) -> None:
+    """A dpkg database for the packages the tree holds files of: the real control fields and
+    file lists of the real .debs, as dpkg would have left them (files of libc6 the fixture does
+    not copy are listed but absent, which dpkg --verify would report and the chunker ignores)."""
+    info = root / "var/lib/dpkg/info"
+    info.mkdir(parents=True, exist_ok=True)
+    status = []
+    for pkg, arch in sorted(packages):
+        deb = ctx.debs[(pkg, arch)]
+        control = run(["dpkg-deb", "-f", str(deb)], text=True).stdout.rstrip("\n").split("\n")
+        control.insert(1, "Status: install ok installed")
+        status.append("\n".join(control) + "\n")
+        multi = any(line == "Multi-Arch: same" for line in control)
+        write(info / (f"{pkg}:{arch}.list" if multi else f"{pkg}.list"), deb_list(deb))
+    write(root / "var/lib/dpkg/status", "\n".join(status))
+    write(root / "var/lib/dpkg/diversions", "")
+
+
 def write_etc(root: Path, tree: Tree, fstab: str) -> None:
     etc = root / "etc"
     write(etc / "os-release", tree.os_release.render())
@@ -699,8 +725,15 @@ def build_root(ctx: Context, root: Path, tree: Tree, fstab: str, boot_mountpoint
         assert ctx.hello_v6 is not None
         shutil.copy2(ctx.hello_v6, root / "usr/bin/hello-v6")
     write_etc(root, tree, fstab)
-    if tree.dpkg:
+    if tree.dpkg:  # the fuller database (copyright files, netbase) the SBOM tests read
         install_dpkg_db(ctx, root, tree.arch)
+        write(root / "var/lib/dpkg/diversions", "")
+    else:
+        installed = [] if tree.rpi_v6_core else [("busybox-static", tree.arch)]
+        if tree.hello:
+            installed += [("hello", tree.arch), ("libc6", tree.arch)]
+        if installed:
+            write_dpkg_db(ctx, root, installed)
     overrides = make_specials(root) if tree.specials else {}
     if tree.many_files:
         make_many(root)

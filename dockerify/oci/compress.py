@@ -83,6 +83,10 @@ class ParallelGzipWriter:
         self._prev_tail = block[-_DICT:]
         while len(self._pending) > self._max_pending:
             self._sink(self._pending.popleft().result())
+        # Blocks already deflated go out now (in order, so the stream is the same): with many
+        # layers open at once (build --chunked) each would otherwise hold its finished blocks.
+        while self._pending and self._pending[0].done():
+            self._sink(self._pending.popleft().result())
 
     def write(self, data: bytes) -> None:
         self._buf += data

@@ -64,7 +64,11 @@ class ImageConfig:
             **self.platform.to_oci(),
             "config": config,
             "rootfs": {"type": "layers", "diff_ids": self.diff_ids},
-            "history": [{"created": rfc3339(self.created), "created_by": "dockerify build"}],
+            # One history entry per layer: Docker pairs them with the layers it lists.
+            "history": [
+                {"created": rfc3339(self.created), "created_by": "dockerify build"}
+                for _ in range(max(1, len(self.diff_ids)))
+            ],
         }
 
 

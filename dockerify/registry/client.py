@@ -15,6 +15,7 @@ what it lacks for large images over real networks:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -26,7 +27,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin, urlsplit, urlunsplit
+from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
 import oras.container
 import oras.provider
@@ -505,6 +506,24 @@ class RegistryClient(oras.provider.Registry):
         if r.status_code == 404:
             return False
         raise self._fail(r, f"checking blob {digest}")
+
+    def mount_blob(self, digest: str, from_repository: str) -> bool:
+        """Ask the registry to link a blob another of its repositories holds (no bytes sent);
+        True when it did. A registry that does not offer mounting starts an ordinary upload
+        instead (202), which is cancelled."""
+        url = self.url("blobs/uploads/") + f"?mount={quote(digest)}&from={quote(from_repository)}"
+        try:
+            r = self.request("POST", url, headers={"Content-Length": "0"})
+        except DockerifyError as e:  # e.g. no pull rights on the other repository
+            log.debug("%s: mounting %s from %s failed: %s", self.where, digest, from_repository, e)
+            return False
+        r.close()
+        if r.status_code == 201:
+            return True
+        if r.status_code == 202 and r.headers.get("Location"):
+            with contextlib.suppress(DockerifyError):
+                self.request("DELETE", self._location(r)).close()
+        return False
 
     def _location(self, r: requests.Response) -> str:
         location = r.headers.get("Location", "")

@@ -101,10 +101,26 @@ def cmd_logout(args: argparse.Namespace) -> int:
 
 def cmd_push(args: argparse.Namespace) -> int:
     from dockerify.registry.push import push_source
+    from dockerify.registry.transfer import TransferStats
 
-    root = push_source(args.source, args.reference, _platform(args), _options(args), _progress(args))
+    stats = TransferStats()
+    root = push_source(
+        args.source,
+        args.reference,
+        _platform(args),
+        _options(args),
+        _progress(args),
+        stats,
+        tuple(args.mount_from),
+    )
+    if not args.quiet:
+        print(f"dockerify: {stats.line('pushed')}", file=sys.stderr)
     if args.json:
-        print(json.dumps({"digest": root.digest, "mediaType": root.media_type, "size": root.size}))
+        print(
+            json.dumps(
+                {"digest": root.digest, "mediaType": root.media_type, "size": root.size, **stats.to_json()}
+            )
+        )
     else:
         print(root.digest)
     return 0
@@ -112,16 +128,21 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 def cmd_pull(args: argparse.Namespace) -> int:
     from dockerify.registry.pull import pull
+    from dockerify.registry.transfer import TransferStats
 
+    stats = TransferStats()
     root, manifests = pull(
-        args.reference, args.dest, _platform(args), _options(args), _progress(args), args.verify_key
+        args.reference, args.dest, _platform(args), _options(args), _progress(args), args.verify_key, stats
     )
+    if not args.quiet:
+        print(f"dockerify: {stats.line('pulled')}", file=sys.stderr)
     if args.json:
         print(
             json.dumps(
                 {
                     "digest": root.digest,
                     "manifests": [{"platform": str(d.platform), "digest": d.digest} for d in manifests],
+                    **stats.to_json(),
                 }
             )
         )
@@ -338,6 +359,14 @@ def register(sub: argparse._SubParsersAction, common: Common) -> None:
     p.add_argument("source", metavar="SRC")
     p.add_argument("reference", metavar="REF", help="REGISTRY/REPO[:TAG]")
     p.add_argument("--platform", help="push only this platform of a multi-platform image")
+    p.add_argument(
+        "--mount-from",
+        action="append",
+        default=[],
+        metavar="REPO",
+        help="a repository of the same registry holding blobs of this image (an earlier version): "
+        "they are mounted, not uploaded",
+    )
     p.add_argument("--json", action="store_true")
     _registry_flags(p)
     _chunk_flag(p)

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from dockerify.errors import CorruptInput, DockerifyError
+from dockerify.oci.blobs import BlobStore
 from dockerify.oci.layout import Layout
 from dockerify.oci.model import Descriptor, parse_json_object
 from dockerify.oci.refs import ImageRef, parse_ref
@@ -28,6 +29,7 @@ from dockerify.registry.client import Options, RegistryClient
 from dockerify.registry.push import choose_platform, is_index_body
 from dockerify.registry.reference import Reference, parse_reference
 from dockerify.registry.signing import RegistryStore, load_public_key, verify_digest
+from dockerify.registry.transfer import TransferStats
 
 log = logging.getLogger("dockerify")
 _SCHEMA1 = (
@@ -52,16 +54,24 @@ def _media_type(media_type: str, body: dict[str, Any]) -> str:
 
 
 def _store_blob(
-    layout: Layout, client: RegistryClient, d: Descriptor, advance: Callable[[int], object]
+    layout: Layout,
+    client: RegistryClient,
+    d: Descriptor,
+    advance: Callable[[int], object],
+    stats: TransferStats | None = None,
 ) -> None:
     target = layout.blobs.path(d.digest)
     if target.exists():
+        if stats:
+            stats.skipped(d.size)
         return
     fd, tmp = tempfile.mkstemp(dir=layout.blobs.root, prefix=".tmp-")
     os.close(fd)
     try:
         client.fetch_blob_to(d.digest, d.size, Path(tmp), advance)
         os.replace(tmp, target)
+        if stats:
+            stats.moved(d.size)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -76,10 +86,14 @@ def fetch_into(
     progress: Progress | None = None,
     verify_key: str | None = None,
     client: RegistryClient | None = None,
+    have: BlobStore | None = None,
+    stats: TransferStats | None = None,
 ) -> Descriptor:
     """Fetch the image into `layout`'s blobs (index.json untouched); return its root descriptor.
 
-    With `verify_key`, the root's signature is checked before anything else is fetched."""
+    With `verify_key`, the root's signature is checked before anything else is fetched. Blobs
+    `layout` or `have` (the destination, when pulling into a layout that already holds an
+    earlier version) already hold are not fetched; `stats` counts what moved."""
     ref = parse_reference(reference) if isinstance(reference, str) else reference
     client = client or RegistryClient(ref, options)
     where = str(ref)
@@ -132,7 +146,11 @@ def fetch_into(
 
     walk(root, data, body)
     progress = progress or Progress(quiet=True)
-    todo = [d for d in blobs.values() if not layout.blobs.has(d.digest)]
+    todo = [d for d in blobs.values() if not layout.blobs.has(d.digest) and not (have and have.has(d.digest))]
+    if stats:
+        for d in blobs.values():
+            if d not in todo:
+                stats.skipped(d.size)
     lock = threading.Lock()
     with progress.task(f"pulling {where}", total=sum(d.size for d in todo)) as bar:
 
@@ -143,7 +161,7 @@ def fetch_into(
         if todo:
             with ThreadPoolExecutor(max_workers=max(1, min(client.options.jobs, len(todo)))) as pool:
                 futures = [
-                    pool.submit(_store_blob, layout, client, d, advance)
+                    pool.submit(_store_blob, layout, client, d, advance, stats)
                     for d in sorted(todo, key=lambda d: -d.size)
                 ]
                 try:
@@ -157,14 +175,20 @@ def fetch_into(
         if layout.blobs.put(mdata) != desc.digest:  # already checked; cheap to be sure
             raise CorruptInput(f"{where}: manifest {desc.digest} changed while being stored")
     if root.platform is None and not is_index_body(root.media_type, body):
-        root = Descriptor(root.media_type, root.digest, root.size, _config_platform(layout, body))
+        root = Descriptor(root.media_type, root.digest, root.size, _config_platform(layout, body, have))
     return root
 
 
-def _config_platform(layout: Layout, manifest: dict[str, Any]) -> Platform | None:
+def _config_platform(
+    layout: Layout, manifest: dict[str, Any], have: BlobStore | None = None
+) -> Platform | None:
     """The platform an image config names, for the descriptor of a single-manifest image."""
     try:
-        config = layout.read_json(Descriptor.from_json(manifest["config"]))
+        desc = Descriptor.from_json(manifest["config"])
+        if have is not None and not layout.blobs.has(desc.digest) and have.has(desc.digest):
+            config = parse_json_object(have.read(desc.digest), "the image config")
+        else:
+            config = layout.read_json(desc)
     except (DockerifyError, KeyError, TypeError, ValueError):
         return None
     if not config.get("architecture") or not config.get("os"):
@@ -213,6 +237,7 @@ def pull(
     options: Options | None = None,
     progress: Progress | None = None,
     verify_key: str | None = None,
+    stats: TransferStats | None = None,
 ) -> tuple[Descriptor, list[Descriptor]]:
     """Pull `reference` into `dest` (oci:, oci-archive:, docker-archive:, docker-daemon: or
     another registry reference). Nothing is written unless every digest checks out."""
@@ -227,7 +252,9 @@ def pull(
 
     def produce(layout: Layout) -> Descriptor:
         with _staging(layout.root) as staging:
-            root = fetch_into(staging, ref, platform, options, progress, verify_key, client)
+            root = fetch_into(
+                staging, ref, platform, options, progress, verify_key, client, layout.blobs, stats
+            )
             _move_blobs(staging, layout)
         return root
 

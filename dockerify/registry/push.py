@@ -24,6 +24,7 @@ from dockerify.progress import Progress
 from dockerify.registry.client import Options, RegistryClient
 from dockerify.registry.reference import Reference, parse_reference
 from dockerify.registry.signing import local_signatures, signature_tag
+from dockerify.registry.transfer import TransferStats
 
 log = logging.getLogger("dockerify")
 
@@ -96,7 +97,12 @@ def layout_graph(layout: Layout, root: Descriptor) -> Graph:
 
 
 def _upload_blobs(
-    client: RegistryClient, layout: Layout, blobs: list[Descriptor], advance: Callable[[int], object]
+    client: RegistryClient,
+    layout: Layout,
+    blobs: list[Descriptor],
+    advance: Callable[[int], object],
+    stats: TransferStats | None = None,
+    mount_from: tuple[str, ...] = (),
 ) -> None:
     lock = threading.Lock()
 
@@ -113,7 +119,23 @@ def _upload_blobs(
             with lock:
                 advance(n)
 
-        client.push_blob_file(path, d.digest, d.size, progress)
+        if client.has_blob(d.digest):
+            log.debug("%s: blob %s exists; not uploading", client.where, d.digest)
+            if stats:
+                stats.skipped(d.size)
+            return
+        for repository in mount_from:
+            if repository != client.ref.repository and client.mount_blob(d.digest, repository):
+                log.debug("%s: mounted %s from %s", client.where, d.digest, repository)
+                if stats:
+                    stats.skipped(d.size, mounted=True)
+                return
+        sent = client.push_blob_file(path, d.digest, d.size, progress)
+        if stats:
+            if sent:
+                stats.moved(d.size)
+            else:
+                stats.skipped(d.size)
 
     if not blobs:
         return
@@ -128,12 +150,14 @@ def push_graph(
     root: Descriptor,
     tag: str | None,
     progress: Progress | None = None,
+    stats: TransferStats | None = None,
+    mount_from: tuple[str, ...] = (),
 ) -> Descriptor:
     graph = layout_graph(layout, root)
     progress = progress or Progress(quiet=True)
     total = sum(d.size for d in graph.blobs.values())
     with progress.task(f"pushing {client.where}", total=total) as advance:
-        _upload_blobs(client, layout, list(graph.blobs.values()), advance)
+        _upload_blobs(client, layout, list(graph.blobs.values()), advance, stats, mount_from)
     for desc, data in graph.manifests:
         is_root = desc.digest == root.digest
         client.put_manifest_bytes(data, desc.media_type, tag if is_root and tag else desc.digest)
@@ -147,10 +171,14 @@ def push_layout(
     options: Options | None = None,
     progress: Progress | None = None,
     platform: Platform | None = None,
+    stats: TransferStats | None = None,
+    mount_from: tuple[str, ...] = (),
 ) -> Descriptor:
     """Push the image `root` names in `layout` to `reference`; return the pushed root descriptor.
 
-    With `platform`, only that platform's manifest of an index is pushed."""
+    With `platform`, only that platform's manifest of an index is pushed. Blobs the registry
+    has are skipped; with `mount_from`, blobs those repositories of the same registry hold are
+    mounted instead of uploaded. `stats` counts what moved."""
     ref = parse_reference(reference) if isinstance(reference, str) else reference
     client = RegistryClient(ref, options)
     if platform is not None:
@@ -165,7 +193,7 @@ def push_layout(
             hint="push to a tag, or name the digest the image has",
         )
     tag = None if ref.digest else (ref.tag or "latest")
-    pushed = push_graph(client, layout, root, tag, progress)
+    pushed = push_graph(client, layout, root, tag, progress, stats, mount_from)
     _push_signatures(client, layout, pushed)
     return pushed
 
@@ -190,6 +218,8 @@ def push_source(
     platform: Platform | None = None,
     options: Options | None = None,
     progress: Progress | None = None,
+    stats: TransferStats | None = None,
+    mount_from: tuple[str, ...] = (),
 ) -> Descriptor:
     """Push any image reference (oci:, oci-archive:, docker-archive:, docker-daemon:, or another
     registry) to `reference`."""
@@ -204,14 +234,24 @@ def push_source(
             raise NotFound(f"{src}: no such directory")
         layout = Layout.open(src.path)
         return push_layout(
-            layout, resolve_local(layout, src.tag, str(src)), target, options, progress, platform
+            layout,
+            resolve_local(layout, src.tag, str(src)),
+            target,
+            options,
+            progress,
+            platform,
+            stats,
+            mount_from,
         )
     if src.transport == "registry":
         from dockerify.registry.pull import fetch_into
 
         with tempfile.TemporaryDirectory(prefix="dockerify-copy-") as tmp:
             layout = Layout.create(tmp)
+            source_ref = parse_reference(src.path)
+            if source_ref.registry == target.registry:  # same registry: mount, do not copy
+                mount_from = (*mount_from, source_ref.repository)
             root = fetch_into(layout, src.path, platform, options, progress)
-            return push_layout(layout, root, target, options, progress)
+            return push_layout(layout, root, target, options, progress, None, stats, mount_from)
     with open_layout(src) as (layout, root):
-        return push_layout(layout, root, target, options, progress, platform)
+        return push_layout(layout, root, target, options, progress, platform, stats, mount_from)

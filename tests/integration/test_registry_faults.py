@@ -127,8 +127,12 @@ def test_flipped_byte_fails_pull_and_writes_nothing(
     with proxy(registry_port(registry), flip_at=200_000) as p:
         bad_ref = ref.replace(registry, p.host)
         # into a new layout, an archive, and an existing layout: each fails, nothing is written
+        # (a layout holding another image: one holding this one's blobs would fetch nothing)
         existing = tmp_path / "existing"
-        run_cli("pull", ref, f"oci:{existing}:old")
+        small = tmp_path / "small"
+        small.mkdir()
+        (small / "hello.txt").write_text("hello\n")
+        run_cli("build", str(small), "--platform", "linux/amd64", "-o", f"oci:{existing}:old", "-q")
         before = (sorted(os.listdir(existing / "blobs" / "sha256")), (existing / "index.json").read_bytes())
         for dest in (f"oci:{tmp_path / 'new'}", f"oci-archive:{tmp_path / 'new.tar'}", f"oci:{existing}:new"):
             r = run_cli("pull", bad_ref, dest, env=env, check=False)

@@ -317,6 +317,10 @@ class Proxy:
         )
         self.cuts = 0
         self.flips = 0
+        # Every byte that crossed the proxy, each way (HTTP headers included): what a push or
+        # pull really moved, measured outside dockerify.
+        self.uploaded = 0
+        self.downloaded = 0
         self.lock = threading.Lock()
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
@@ -376,6 +380,11 @@ class Proxy:
                         self.flips += 1
                 seen += len(data)
                 dst.sendall(data)
+                with self.lock:
+                    if upload:
+                        self.uploaded += len(data)
+                    else:
+                        self.downloaded += len(data)
         except OSError:
             pass
         finally:
