@@ -4,9 +4,9 @@ ARCH ?= aarch64
 TARBALL ?=
 REGISTRY ?= 127.0.0.1:5000
 
-.PHONY: setup install daemons fixtures test lint bench bench-registry docker clean
+.PHONY: setup install daemons fixtures frontend examples test lint bench bench-registry bench-frontend docker clean
 
-setup: install daemons fixtures
+setup: install daemons fixtures frontend
 
 install:
 	bash scripts/setup.sh
@@ -18,6 +18,11 @@ daemons:
 
 fixtures:
 	$(PYTHON) scripts/make_fixtures.py
+
+# The BuildKit frontend image (Debian minbase + dockerify, made by dockerify): pushed to
+# $(REGISTRY)/dockerify/frontend:latest and loaded into the daemons as dockerify/frontend:latest.
+frontend:
+	REGISTRY=$(REGISTRY) PYTHON=$(PYTHON) bash frontend/build-image.sh
 
 test:
 	$(PYTHON) -m pytest -q -rs

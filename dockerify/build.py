@@ -73,6 +73,31 @@ def _fixups(entries: Iterator[Entry], labels: dict[str, str]) -> Iterator[Entry]
         yield entry
 
 
+def fixups(entries: Iterator[Entry], labels: dict[str, str]) -> Iterator[Entry]:
+    """The Pi fixups applied to a stream; what they change is recorded in `labels`."""
+    return _fixups(entries, labels)
+
+
+def detect_platform(facts: TreeFacts, requested: Platform | None, force: bool, name: str) -> Platform:
+    """The platform of a streamed tree (call after the stream is consumed)."""
+    for path in (b"boot/firmware/config.txt", b"boot/config.txt"):
+        if path in facts.small_files:
+            facts.detector.add_boot_config(facts.small_files[path])
+    return reconcile(facts.detector.result(), requested, force=force, source=name)
+
+
+def tree_labels(facts: TreeFacts, source: Source) -> dict[str, str]:
+    """Labels a tree earns: os-release facts and the disk layout for a later SD-card export."""
+    labels = {}
+    for key, label in OS_RELEASE_LABELS.items():
+        value = facts.os_release().get(key)
+        if value:
+            labels[label] = value
+    if source.layout is not None:
+        labels[LAYOUT_LABEL] = canonical_json(source.layout.to_json()).decode()
+    return labels
+
+
 def build_manifest(
     source: Source, requested: Platform | None, layout: Layout, opts: BuildOptions, progress: Progress
 ) -> Descriptor:
@@ -87,16 +112,8 @@ def build_manifest(
         layer = write_layer(
             entries, layout.blobs, compression=opts.compression, epoch=opts.epoch, progress=advance
         )
-    for name in (b"boot/firmware/config.txt", b"boot/config.txt"):
-        if name in facts.small_files:
-            facts.detector.add_boot_config(facts.small_files[name])
-    platform = reconcile(facts.detector.result(), requested, force=opts.force, source=source.name)
-    for key, label in OS_RELEASE_LABELS.items():
-        value = facts.os_release().get(key)
-        if value:
-            labels[label] = value
-    if source.layout is not None:
-        labels[LAYOUT_LABEL] = canonical_json(source.layout.to_json()).decode()
+    platform = detect_platform(facts, requested, opts.force, source.name)
+    labels.update(tree_labels(facts, source))
     shell = facts.default_shell()
     created = opts.epoch if opts.epoch is not None else facts.newest_mtime
     config = ImageConfig(
