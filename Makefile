@@ -43,5 +43,20 @@ docker:
 	dockerify build --platform linux/$(if $(filter x86_64,$(ARCH)),amd64,arm64) \
 	  --cmd /bin/sh -t openlinux:latest --output docker-daemon:openlinux:latest $(TARBALL)
 
+# The example build files of dockerfiles/ on Debian's dockerd (BuildKit v0.8), with the fixtures
+# as their build context: Pi card -> image (RUN), openlinux tarball -> image, image -> SD card,
+# image -> initramfs. Outputs land in build/examples/.
+DOCKER_BUILD = DOCKER_BUILDKIT=1 /usr/bin/docker build --progress=plain
+examples:
+	mkdir -p build/examples/context
+	ln -f .fixtures/pi-arm64.img .fixtures/openlinux-1.0.0-aarch64-rootfs.tar.gz build/examples/context/
+	$(DOCKER_BUILD) -f dockerfiles/pi-card.Dockerfile -t pi:custom build/examples/context
+	$(DOCKER_BUILD) -f dockerfiles/openlinux.Dockerfile -t openlinux:latest build/examples/context
+	$(DOCKER_BUILD) -f dockerfiles/sdcard.Dockerfile --build-arg IMAGE=pi:custom \
+	  --output type=local,dest=build/examples/sdcard build/examples/context
+	$(DOCKER_BUILD) -f dockerfiles/initramfs.Dockerfile --build-arg IMAGE=pi:custom \
+	  --output type=local,dest=build/examples/initramfs build/examples/context
+	ls -l build/examples/sdcard build/examples/initramfs
+
 clean:
 	rm -rf .fixtures .cache build *.egg-info

@@ -8,6 +8,7 @@
 # The rootfs tarballs are cached in $CACHE, keyed by suite, mirror and package list, so a re-run
 # only redoes the quick part. Run as root (mmdebstrap keeps owners and device nodes).
 set -euo pipefail
+shopt -s inherit_errexit
 cd "$(dirname "$0")/.."
 
 REGISTRY=${REGISTRY:-127.0.0.1:5000}

@@ -17,7 +17,7 @@ PACKAGES=(
   busybox-static gcc-arm-linux-gnueabihf gcc-aarch64-linux-gnu gcc libc6-dev
   libc6-dev-armhf-cross libc6-dev-arm64-cross binutils debootstrap
   fakeroot seabios openssl curl python3-pip ca-certificates
-  mmdebstrap
+  mmdebstrap arch-test
 )
 
 # A mirror caught mid-sync makes `apt-get update` fail for one index; retry, then go on with

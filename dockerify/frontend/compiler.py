@@ -74,6 +74,7 @@ class Options:
     source: str = ""  # the frontend's own image, from the # syntax= line
     session: str = ""
     resolve_mode: str = "default"
+    no_cache: bool = False
 
     @classmethod
     def from_map(cls, opts: Mapping[str, str], session: str) -> Options:
@@ -91,6 +92,7 @@ class Options:
             source=opts.get("source", ""),
             session=session,
             resolve_mode=mode if mode in ("default", "pull", "local") else "default",
+            no_cache="no-cache" in opts,
         )
 
 
@@ -659,7 +661,7 @@ class Compiler:
 
     def solve(self, ins: Instruction, output: llb.Output | None, what: str) -> str:
         try:
-            return self.gw.solve(llb.definition(output), what)
+            return self.gw.solve(llb.definition(output, ignore_cache=self.opts.no_cache), what)
         except DockerifyError as e:
             raise self.explain(e, ins) from None
 

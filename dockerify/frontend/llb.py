@@ -285,8 +285,9 @@ def _walk(outputs: Iterable[Output]) -> list[Vertex]:
     return order
 
 
-def definition(result: Output | None) -> Message:
-    """The pb.Definition of `result`; None is scratch (an empty definition)."""
+def definition(result: Output | None, *, ignore_cache: bool = False) -> Message:
+    """The pb.Definition of `result`; None is scratch (an empty definition). `ignore_cache` is
+    `docker build --no-cache`: every op runs again."""
     s = _schema()
     if result is None:
         return s.new("pb.Definition")
@@ -294,9 +295,13 @@ def definition(result: Output | None) -> Message:
     defs = [v.op_bytes for v in vertices]
     terminal = encode(s.new("pb.Op", inputs=[s.new("pb.Input", digest=result.vertex.digest, index=result.index)]))
     defs.append(terminal)
-    metadata = {
-        v.digest: s.new("pb.OpMetadata", description={"llb.customname": v.description})
-        for v in vertices
-        if v.description
-    }
+    metadata = {}
+    for v in vertices:
+        meta = s.new("pb.OpMetadata")
+        if v.description:
+            meta.description = {"llb.customname": v.description}
+        if ignore_cache:
+            meta.ignore_cache = True
+        if meta.has("description") or meta.has("ignore_cache"):
+            metadata[v.digest] = meta
     return s.new("pb.Definition", metadata=metadata, **{"def": defs})
