@@ -96,8 +96,9 @@ build() {
     "$@"
 }
 
-build --compression zstd --output "oci:$WORK/oci:latest" "${sources[@]}" >/dev/null
-"$PYTHON" -m dockerify push "oci:$WORK/oci:latest" "$REGISTRY/$NAME" >&2
+# gzip and dense: Docker 20.10 pulls neither zstd layers nor GNU sparse members.
+build --dense --output "oci:$WORK/oci:latest" "${sources[@]}" >/dev/null
+"$PYTHON" -m dockerify push -q "oci:$WORK/oci:latest" "$REGISTRY/$NAME" >/dev/null
 host=$(dpkg --print-architecture)
 for s in "${sources[@]}"; do
   case $s in
@@ -110,14 +111,19 @@ if [ -S "$BUILDX_SOCK" ]; then
     DOCKER_HOST="unix://$BUILDX_SOCK" /opt/dockerify-trixie/bin/docker tag "$REGISTRY/$NAME" "$NAME" >&2 ||
     echo "frontend: warning: could not load the image into the buildx daemon" >&2
 fi
-size=$(skopeo inspect --tls-verify=false --raw "docker://$REGISTRY/$NAME" | "$PYTHON" -c '
+# The compressed size per platform, as a registry serves it.
+"$PYTHON" - "$REGISTRY" "$NAME" <<'EOF' >&2
 import json, subprocess, sys
-index = json.load(sys.stdin)
-for m in index["manifests"]:
-    ref = "docker://'"$REGISTRY/${NAME%%:*}"'@" + m["digest"]
-    man = json.loads(subprocess.run(["skopeo", "inspect", "--tls-verify=false", "--raw", ref], check=True, capture_output=True).stdout)
+registry, name = sys.argv[1], sys.argv[2]
+repo = name.rsplit(":", 1)[0]
+def raw(ref):
+    out = subprocess.run(["skopeo", "inspect", "--tls-verify=false", "--raw", f"docker://{registry}/{ref}"],
+                         check=True, capture_output=True).stdout
+    return json.loads(out)
+root = raw(name)
+for m in root.get("manifests") or [{"digest": None, "platform": {"os": "linux", "architecture": "?"}}]:
+    layers = raw(f"{repo}@{m['digest']}")["layers"] if m["digest"] else root["layers"]
     p = m["platform"]
-    print(f"{p[\"os\"]}/{p[\"architecture\"]}: {sum(layer[\"size\"] for layer in man[\"layers\"]) / 2**20:.1f} MiB compressed")
-')
-echo "frontend: $REGISTRY/$NAME and docker-daemon:$NAME ready; $size" | tr '\n' ' ' >&2
-echo >&2
+    print(f"frontend: {registry}/{name} {p['os']}/{p['architecture']}: "
+          f"{sum(layer['size'] for layer in layers) / 2**20:.1f} MiB compressed")
+EOF

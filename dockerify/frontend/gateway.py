@@ -69,13 +69,19 @@ class Bridge:
 
     def solve(self, definition: Message, what: str) -> str:
         """Solve `definition` and return the id of its result reference."""
-        req = self.new("SolveRequest", Definition=definition, allowResultReturn=True)
+        req = self.new(
+            "SolveRequest", Definition=definition, allowResultReturn=True, allowResultArrayRef=True
+        )
         try:
             res = self._call("Solve", req)
         except grpc.RpcError as e:
             raise SolveError(f"{what}: {rpc_message(e)}") from None
-        if res.result is not None and res.result.which("result") == "ref":
-            return str(res.result.ref.id)
+        if res.result is not None:
+            kind = res.result.which("result")
+            if kind == "ref":
+                return str(res.result.ref.id)
+            if kind == "refDeprecated":
+                return str(res.result.refDeprecated)
         return str(res.ref)
 
     def read_file(self, ref: str, path: str) -> bytes:
