@@ -385,6 +385,8 @@ class Compiler:
                 llb.Mount("/context", context, readonly=True),
                 llb.Mount("/out", None),
                 llb.Mount("/meta", None),
+                # The image's own root is read-only here; decompression may need room.
+                llb.Mount("/tmp", None),
             ),
         )
         vertex = run.vertex(self.build, self._label(f"dockerify: convert {name}", want))
@@ -650,6 +652,9 @@ class Compiler:
                 llb.Mount("/config", config_state, readonly=True),
                 llb.Mount("/out", None),
                 llb.Mount("/meta", None),
+                # The exporters stage the tree and filesystems here (the image's root is read-only);
+                # they clean up, so the kept snapshot is empty.
+                llb.Mount("/tmp", None),
             ),
         )
         vertex = run.vertex(self.build, self._label(f"dockerify: export {fmt} {name}", stage.platform))
@@ -667,14 +672,14 @@ class Compiler:
 
     def explain(self, err: DockerifyError, ins: Instruction | None = None) -> DockerifyError:
         """A solve error with the line of the instruction that failed, when we can tell it."""
-        text = err.message
+        text = getattr(err, "detail", err.message)
         for run_ins, vertex in reversed(self.runs):
             argv = vertex.body.meta.args
             if " ".join(argv) in text or json.dumps(argv) in text or run_ins.args in text:
                 return self.bf.error(run_ins, f"RUN {run_ins.args}: {_tail(text)}", hint=err.hint)
         if ins is not None:
-            return self.bf.error(ins, text, hint=err.hint)
-        return DockerifyError(f"{self.bf.name}: {text}", hint=err.hint)
+            return self.bf.error(ins, err.message, hint=err.hint)
+        return DockerifyError(f"{self.bf.name}: {err.message}", hint=err.hint)
 
 
 def _tail(text: str) -> str:

@@ -76,9 +76,10 @@ def convert(source_path: str, display: str, out: str, meta: str, requested: str 
         print(f"dockerify: {display}: {platform}, {facts.entries} entries", file=sys.stderr)
         return 0
     except DockerifyError as e:
-        return _fail(meta, e)
+        # Name the file as the build file does, not by its mount point in this container.
+        return _fail(meta, DockerifyError(e.message.replace(source_path, display), e.hint))
     except (OSError, ValueError) as e:
-        return _fail(meta, DockerifyError(f"{display}: {e}"))
+        return _fail(meta, DockerifyError(f"{display}: {e}".replace(source_path, display)))
 
 
 def export(rootfs: str, config_path: str, out: str, meta: str, fmt: str, name: str, options: list[str]) -> int:
@@ -107,7 +108,7 @@ def export(rootfs: str, config_path: str, out: str, meta: str, fmt: str, name: s
     except DockerifyError as e:
         return _fail(meta, e)
     except (OSError, ValueError) as e:
-        return _fail(meta, DockerifyError(f"EXPORT {fmt} {name}: {e}"))
+        return _fail(meta, DockerifyError(f"{name}: {e}"))
 
 
 def _export_args(fmt: str, output: str, options: list[str]) -> argparse.Namespace:

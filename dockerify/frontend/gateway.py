@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -14,6 +15,7 @@ from dockerify.frontend.proto import Message, Schema, decode, encode, schema
 from dockerify.frontend.transport import FdTransport, rpc_message
 from dockerify.platform import Platform
 
+log = logging.getLogger("dockerify")
 SERVICE = "/moby.buildkit.v1.frontend.LLBBridge/"
 PKG = "moby.buildkit.v1.frontend."
 
@@ -32,7 +34,12 @@ READ_CHUNK = 2 << 20
 
 
 class SolveError(DockerifyError):
-    """BuildKit could not solve a definition (an exec failed, a file was missing...)."""
+    """BuildKit could not solve a definition (an exec failed, a file was missing...); `detail`
+    is BuildKit's own message."""
+
+    def __init__(self, message: str, detail: str = "") -> None:
+        super().__init__(message)
+        self.detail = detail or message
 
 
 @dataclass(frozen=True)
@@ -69,13 +76,21 @@ class Bridge:
 
     def solve(self, definition: Message, what: str) -> str:
         """Solve `definition` and return the id of its result reference."""
+        # Evaluate: BuildKit otherwise solves lazily, at export time, after Return, and a failing
+        # RUN would reach the user as its bare exec error instead of the build file's line.
         req = self.new(
-            "SolveRequest", Definition=definition, allowResultReturn=True, allowResultArrayRef=True
+            "SolveRequest",
+            Definition=definition,
+            allowResultReturn=True,
+            allowResultArrayRef=True,
+            Evaluate=True,
         )
+        log.info("solve: %s", what)
         try:
             res = self._call("Solve", req)
         except grpc.RpcError as e:
-            raise SolveError(f"{what}: {rpc_message(e)}") from None
+            log.info("solve failed (%s): %s", what, rpc_message(e))
+            raise SolveError(f"{what}: {rpc_message(e)}", rpc_message(e)) from None
         if res.result is not None:
             kind = res.result.which("result")
             if kind == "ref":

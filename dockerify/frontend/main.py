@@ -98,5 +98,8 @@ def main(argv: list[str]) -> int:
     from dockerify.frontend.gateway import Bridge
     from dockerify.frontend.transport import stdio_transport
 
-    with stdio_transport() as transport:
-        return run_frontend(Bridge(transport), os.environ)
+    try:
+        with stdio_transport() as transport:
+            return run_frontend(Bridge(transport), os.environ)
+    finally:
+        log.info("frontend exits")

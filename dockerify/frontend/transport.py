@@ -84,6 +84,9 @@ class FdTransport:
             options=[
                 ("grpc.max_receive_message_length", MAX_MESSAGE),
                 ("grpc.max_send_message_length", MAX_MESSAGE),
+                # BuildKit's solve errors carry the failed op and Go stack traces in the
+                # grpc-status-details-bin trailer, well beyond grpcio's 8 KiB default.
+                ("grpc.max_metadata_size", 16 << 20),
                 ("grpc.enable_http_proxy", 0),
                 ("grpc.enable_retries", 0),
             ],

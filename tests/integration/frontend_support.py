@@ -92,18 +92,9 @@ def vertex_lines(progress: str, name: str) -> list[str]:
 
 def _states(progress: str, name: str) -> set[str]:
     """What the plain progress output says of the vertices named like `name`: CACHED, DONE, ERROR."""
-    numbers = set()
-    lines = progress.splitlines()
-    for line in lines:
-        parts = line.split(" ", 2)
-        if len(parts) == 3 and parts[0].startswith("#") and name in parts[2]:
-            numbers.add(parts[0])
-    states = set()
-    for line in lines:
-        parts = line.split(" ", 2)
-        if len(parts) >= 2 and parts[0] in numbers and parts[1] in ("CACHED", "DONE", "ERROR"):
-            states.add(parts[1])
-    return states
+    lines = [line.split(" ", 1) for line in progress.splitlines() if line.startswith("#")]
+    numbers = {n for n, *rest in lines if rest and name in rest[0]}
+    return {rest[0].split(" ", 1)[0] for n, *rest in lines if n in numbers and rest} & {"CACHED", "DONE", "ERROR"}
 
 
 def was_cached(progress: str, name: str) -> bool:
