@@ -65,6 +65,10 @@ for arch in $PLATFORMS; do
   root="$WORK/$arch"
   mkdir -p "$root"
   tar -xpf "$tarball" -C "$root" --xattrs --xattrs-include='*' --numeric-owner
+  # Mount points BuildKit's executor binds over a read-only root (v0.13 fails without them).
+  for f in etc/hosts etc/resolv.conf etc/hostname; do [ -e "$root/$f" ] || : >"$root/$f"; done
+  # And the frontend's own exec ops' mount points (dockerify/frontend/compiler.py).
+  install -d -m 0755 "$root/context" "$root/out" "$root/meta" "$root/rootfs" "$root/config"
   site="$root/usr/lib/python3/dist-packages"
   # The package as it is in this tree (no wheel: the image uses Debian's Python libraries).
   (cd "$PWD" && find dockerify -name '*.py' -o -name 'py.typed' -o -path 'dockerify/exporters/init/init-*') |

@@ -10,6 +10,7 @@ import shutil
 import subprocess
 import sys
 import urllib.request
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -53,6 +54,59 @@ def docker_daemon() -> str:
     return "docker"
 
 
+#: Where scripts/trixie.sh puts Debian 13's Docker 26 CLI and buildx, and the socket of the daemon
+#: scripts/start-buildx-daemon.sh starts (Docker 26, containerd image store).
+TRIXIE = Path(os.environ.get("DOCKERIFY_TRIXIE", "/opt/dockerify-trixie"))
+BUILDX_SOCKET = Path("/run/dockerify-buildx/docker.sock")
+
+
+@dataclass(frozen=True)
+class BuildxDaemon:
+    """The Docker 26 daemon: `docker` is its CLI; `env` holds DOCKER_HOST and DOCKER_CONFIG (a
+    config dir with the buildx plugin) to merge into os.environ for subprocess calls."""
+
+    docker: str
+    env: dict[str, str]
+
+    def environ(self) -> dict[str, str]:
+        return {**os.environ, **self.env}
+
+
+@pytest.fixture(scope="session")
+def buildx_daemon(tmp_path_factory: pytest.TempPathFactory) -> BuildxDaemon:
+    docker = TRIXIE / "bin" / "docker"
+    plugin = TRIXIE / "docker-config" / "cli-plugins" / "docker-buildx"
+    require(
+        docker.exists() and plugin.exists(), f"Docker 26 and buildx are not in {TRIXIE} (scripts/trixie.sh)"
+    )
+    require(
+        BUILDX_SOCKET.is_socket(),
+        f"the Docker 26 daemon is not running at {BUILDX_SOCKET} (scripts/start-daemons.sh starts it)",
+    )
+    # A config dir of the session's own: builds and logins of other sessions stay apart.
+    config = tmp_path_factory.mktemp("docker-config")
+    (config / "cli-plugins").mkdir()
+    (config / "cli-plugins" / "docker-buildx").symlink_to(plugin)
+    daemon = BuildxDaemon(
+        str(docker), {"DOCKER_HOST": f"unix://{BUILDX_SOCKET}", "DOCKER_CONFIG": str(config)}
+    )
+    info = subprocess.run(
+        [daemon.docker, "info", "--format", "{{.ServerVersion}} {{.DriverStatus}}"],
+        env=daemon.environ(),
+        capture_output=True,
+        text=True,
+    )
+    require(
+        info.returncode == 0,
+        f"the Docker 26 daemon at {BUILDX_SOCKET} does not answer: {info.stderr.strip()}",
+    )
+    require(
+        "io.containerd.snapshotter" in info.stdout,
+        f"the daemon at {BUILDX_SOCKET} does not use the containerd image store: {info.stdout.strip()}",
+    )
+    return daemon
+
+
 @pytest.fixture(scope="session")
 def registry() -> str:
     try:
@@ -86,4 +140,4 @@ def pytest_runtest_makereport(item, call):  # type: ignore[no-untyped-def]
         report.longrepr = f"skipped under CI=true, which requires every tier to run: {reason}"
 
 
-__all__ = ["dockerify", "require_tool", "in_ci", "REGISTRY"]
+__all__ = ["dockerify", "require_tool", "in_ci", "REGISTRY", "BuildxDaemon"]
