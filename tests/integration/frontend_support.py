@@ -94,13 +94,26 @@ def _states(progress: str, name: str) -> set[str]:
     """What the plain progress output says of the vertices named like `name`: CACHED, DONE, ERROR."""
     lines = [line.split(" ", 1) for line in progress.splitlines() if line.startswith("#")]
     numbers = {n for n, *rest in lines if rest and name in rest[0]}
-    return {rest[0].split(" ", 1)[0] for n, *rest in lines if n in numbers and rest} & {"CACHED", "DONE", "ERROR"}
+    return {rest[0].split(" ", 1)[0] for n, *rest in lines if n in numbers and rest} & {"CACHED", "DONE", "ERROR", "CANCELED"}
 
 
 def was_cached(progress: str, name: str) -> bool:
-    """The vertex ran from the cache only (a vertex that ran prints DONE, one cached CACHED)."""
-    return _states(progress, name) == {"CACHED"}
+    """The vertex came from the cache and never ran (a vertex that ran prints DONE, one cached
+    CACHED; v0.13 may also cancel a cached vertex nothing downstream needs any more)."""
+    states = _states(progress, name)
+    return "CACHED" in states and "DONE" not in states
 
 
 def ran(progress: str, name: str) -> bool:
     return "DONE" in _states(progress, name)
+
+
+def buildkit_loss(line: str) -> bool:
+    """A `dockerify diff` line that BuildKit's layer export causes, whatever the frontend does
+    (both v0.8 and v0.13; see README, BuildKit's limits): its layers start below the root
+    directory, are written dense, and carry only the security.capability xattr. The frontend's
+    own tree still has them all: an EXPORT stage reads it directly and keeps every xattr."""
+    if line == "- /  (only in the first)" or line.endswith("sparse: True -> False"):
+        return True
+    _, sep, names = line.partition("  xattrs differ: ")
+    return bool(sep) and all(n.startswith(("user.", "trusted.")) for n in names.split(", "))

@@ -16,6 +16,7 @@ from tests.integration.frontend_support import (
     FRONTEND_LOCAL,
     FRONTEND_REGISTRY,
     Builder,
+    buildkit_loss,
     debian_builder,
     link_into,
     ran,
@@ -49,22 +50,12 @@ def inspect(b: Builder, name: str) -> dict:
     return json.loads(b.run("image", "inspect", name).stdout)[0]
 
 
-def docker_20_10_loss(line: str) -> bool:
-    """What Docker 20.10's layer store cannot keep, whoever builds the image (see README, Limits):
-    the root directory's own entry (layers start below it), holes (layers are stored dense) and
-    xattrs other than security.capability (its tar writer reads only that one)."""
-    if line == "- /  (only in the first)" or line.endswith("sparse: True -> False"):
-        return True
-    _, sep, names = line.partition("  xattrs differ: ")
-    return bool(sep) and all(n.startswith(("user.", "trusted.")) for n in names.split(", "))
-
-
 def diff_clean(source: Path, image: str) -> None:
-    """`dockerify diff` of the source and the image shows nothing but Docker 20.10's own losses."""
+    """`dockerify diff` of the source and the image shows nothing but BuildKit's own losses."""
     proc = dockerify("diff", str(source), f"docker-daemon:{image}", check=False)
     assert proc.returncode in (0, 1), proc.stderr
     lines = [line for line in proc.stdout.splitlines() if line.strip()]
-    assert [line for line in lines if not docker_20_10_loss(line)] == [], proc.stdout[-3000:]
+    assert [line for line in lines if not buildkit_loss(line)] == [], proc.stdout[-3000:]
 
 
 @pytest.mark.parametrize("frontend", [FRONTEND_LOCAL, FRONTEND_REGISTRY], ids=["local", "registry"])
