@@ -198,7 +198,7 @@ def test_second_build_is_cached(bx, tmp_path) -> None:
     assert not ran(again.stderr, "dockerify: convert pi-arm64.img"), again.stderr[-4000:]
     assert _said(again.stderr, "dockerify: convert pi-arm64.img") & {"CACHED", "CANCELED"}
     assert was_cached(again.stderr, "RUN cat /etc/app.conf")
-    (ctx / "app.conf").write_text("two\n")
+    (ctx / "app.conf").write_text("two, a longer line\n")
     third = bx.build(ctx, build_file, "--load", "-t", name)
     # Not run again (v0.13 may report a cached vertex nothing needs as CANCELED only).
     assert not ran(third.stderr, "dockerify: convert pi-arm64.img"), third.stderr[-4000:]
