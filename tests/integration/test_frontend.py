@@ -227,3 +227,37 @@ def test_errors_name_the_line(builder, tmp_path, build_file, files, expected) ->
     assert "Traceback" not in proc.stderr
     assert not message.rstrip().endswith("exit code: 1")
 
+
+
+def test_export_initramfs_boots_and_runs_the_command(builder, tmp_path) -> None:
+    """An EXPORT stage's initramfs boots under QEMU and its init runs the image's command, with
+    the ENV, WORKDIR and USER of the stage."""
+    from tests.integration.test_export_support import boot, busybox_tree, kernel, qemu_command, require_init
+
+    require_init()
+    root = busybox_tree(tmp_path / "root", "arm64")
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    subprocess.run(
+        ["tar", "-C", str(root), "--numeric-owner", "--owner=0", "--group=0", "-czf", str(ctx / "busybox-arm64.tar.gz"), "."],
+        check=True,
+    )
+    build_file = (
+        syntax(FRONTEND_LOCAL)
+        + "FROM busybox-arm64.tar.gz AS base\n"
+        + "ENV GREETING=\"hello from the frontend\"\n"
+        + "WORKDIR /srv\n"
+        + "USER app\n"
+        + 'CMD ["/bin/sh", "-c", "echo \\"SAYS $GREETING\\"; echo CWD=$(pwd) IDS=$(id -u):$(id -g)"]\n'
+        + "FROM base AS initramfs\n"
+        + "EXPORT --format=initramfs --hostname=frontend initramfs.cpio.gz\n"
+    )
+    out = tmp_path / "out"
+    builder.build(ctx, build_file, "--target", "initramfs", "--output", f"type=local,dest={out}")
+    initrd = out / "initramfs.cpio.gz"
+    assert initrd.is_file()
+    result = boot(qemu_command("arm64", kernel("arm64"), initrd))
+    console = result.console
+    assert "SAYS hello from the frontend" in console, console[-3000:]
+    assert "CWD=/srv IDS=1000:1000" in console
+    assert result.returncode == 0
