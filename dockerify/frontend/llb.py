@@ -300,7 +300,9 @@ def definition(result: Output | None, *, ignore_cache: bool = False) -> Message:
         meta = s.new("pb.OpMetadata")
         if v.description:
             meta.description = {"llb.customname": v.description}
-        if ignore_cache:
+        # A local source's cache key is its content: --no-cache re-runs every step but need not
+        # send an unchanged build context again (a card is gigabytes).
+        if ignore_cache and not (v.kind == "source" and str(v.body.identifier).startswith("local://")):
             meta.ignore_cache = True
         if meta.has("description") or meta.has("ignore_cache"):
             metadata[v.digest] = meta
