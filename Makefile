@@ -37,6 +37,9 @@ bench:
 bench-registry:
 	$(PYTHON) bench/bench_registry.py
 
+bench-frontend:
+	$(PYTHON) bench/bench_frontend.py
+
 # The openlinux flow: a rootfs tarball of ARCH (x86_64 or aarch64) into the daemon, correctly labelled.
 docker:
 	@test -n "$(TARBALL)" || { echo "usage: make docker ARCH=aarch64 TARBALL=path/to/rootfs.tar.gz" >&2; exit 2; }

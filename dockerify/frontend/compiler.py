@@ -413,7 +413,9 @@ class Compiler:
         self, ins: Instruction, name: str, alias: str, index: int, platform: Platform, base_args: dict[str, str]
     ) -> Stage:
         try:
-            info = self.gw.resolve_image_config(name, platform, self.opts.resolve_mode, f"resolve {name}")
+            info = self.gw.resolve_image_config(
+                llb.normalize_image(name), platform, self.opts.resolve_mode, f"resolve image config for {name}"
+            )
         except DockerifyError as e:
             raise self.bf.error(ins, f"FROM {name}: {e}") from None
         config = info.config
