@@ -59,7 +59,7 @@ class Gateway(Protocol):
 
     def stat_file(self, ref: str, path: str) -> Message | None: ...
 
-    def resolve_image_config(self, ref: str, platform: Platform, mode: str, log_name: str) -> Any: ...
+    def resolve_image_config(self, ref: str, platform: Platform | None, mode: str, log_name: str) -> Any: ...
 
 
 @dataclass(frozen=True)
@@ -322,7 +322,7 @@ class Compiler:
             return Stage(alias, len(stages), want or self.build, None, ImageSettings(), base_args)
         if is_context_file(name):
             return self.from_context_file(ins, name, alias, len(stages), want, base_args)
-        return self.from_image(ins, name, alias, len(stages), want or self.build, base_args)
+        return self.from_image(ins, name, alias, len(stages), want, base_args)
 
     def frontend_image(self, ins: Instruction) -> llb.Output:
         if not self.opts.source:
@@ -410,7 +410,13 @@ class Compiler:
             raise self.bf.error(ins, f"{what}: the conversion left no facts: {e}") from None
 
     def from_image(
-        self, ins: Instruction, name: str, alias: str, index: int, platform: Platform, base_args: dict[str, str]
+        self,
+        ins: Instruction,
+        name: str,
+        alias: str,
+        index: int,
+        platform: Platform | None,
+        base_args: dict[str, str],
     ) -> Stage:
         try:
             info = self.gw.resolve_image_config(
@@ -419,7 +425,7 @@ class Compiler:
         except DockerifyError as e:
             raise self.bf.error(ins, f"FROM {name}: {e}") from None
         config = info.config
-        actual = platform
+        actual = platform or self.build
         if config.get("architecture"):
             actual = Platform(config.get("os", "linux"), config["architecture"], config.get("variant", ""))
             if actual.architecture == "arm" and not actual.variant:

@@ -122,14 +122,12 @@ class Bridge:
         except grpc.RpcError:
             return None
 
-    def resolve_image_config(self, ref: str, platform: Platform, mode: str, log_name: str) -> ImageInfo:
-        req = self.new(
-            "ResolveImageConfigRequest",
-            Ref=ref,
-            Platform=platform_message(self.schema, platform),
-            ResolveMode=mode,
-            LogName=log_name,
-        )
+    def resolve_image_config(self, ref: str, platform: Platform | None, mode: str, log_name: str) -> ImageInfo:
+        """The image's config. Without a platform, a local image of any platform is taken as it is
+        (dockerd skips its local store for a platform the image does not have)."""
+        req = self.new("ResolveImageConfigRequest", Ref=ref, ResolveMode=mode, LogName=log_name)
+        if platform is not None:
+            req.Platform = platform_message(self.schema, platform)
         try:
             res = self._call("ResolveImageConfig", req)
         except grpc.RpcError as e:
