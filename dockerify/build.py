@@ -68,13 +68,33 @@ OS_RELEASE_LABELS = {
 }
 
 
-def _fixups(entries: Iterator[Entry], labels: dict[str, str]) -> Iterator[Entry]:
+def fixups(entries: Iterator[Entry], labels: dict[str, str]) -> Iterator[Entry]:
+    """The Pi fixups applied to a stream; what they change is recorded in `labels`."""
     for entry in entries:
         fixed = neutralise_preload(entry)
         if fixed is not None:
             entry, labels[PRELOAD_LABEL] = fixed
             log.info("neutralised libarmmem in /etc/ld.so.preload (restored on SD-card export)")
         yield entry
+
+
+def detect_platform(facts: TreeFacts, requested: Platform | None, force: bool, name: str) -> Platform:
+    """The platform of a streamed tree (call after the stream is consumed)."""
+    facts.apply_boot_config()
+    evidence = facts.detector.evidence()
+    return reconcile(evidence.platform, requested, force=force, source=name, why=evidence.why())
+
+
+def tree_labels(facts: TreeFacts, source: Source) -> dict[str, str]:
+    """Labels a tree earns: os-release facts and the disk layout for a later SD-card export."""
+    labels = {}
+    for key, label in OS_RELEASE_LABELS.items():
+        value = facts.os_release().get(key)
+        if value:
+            labels[label] = value
+    if source.layout is not None:
+        labels[LAYOUT_LABEL] = canonical_json(source.layout.to_json()).decode()
+    return labels
 
 
 def build_manifest(
@@ -86,7 +106,7 @@ def build_manifest(
     if not opts.sparse:
         entries = (e.with_(sparse=None) if e.sparse is not None else e for e in entries)
     if opts.pi_fixups:
-        entries = _fixups(entries, labels)
+        entries = fixups(entries, labels)
     with progress.task(f"layer from {source.name}", unit="B") as advance:
         if opts.chunked is None:
             layer = write_layer(
@@ -104,17 +124,8 @@ def build_manifest(
             layers = write_chunked(
                 source, entries, layout.blobs, opts.chunked, opts.compression, opts.epoch, advance
             )
-    facts.apply_boot_config()
-    evidence = facts.detector.evidence()
-    platform = reconcile(
-        evidence.platform, requested, force=opts.force, source=source.name, why=evidence.why()
-    )
-    for key, label in OS_RELEASE_LABELS.items():
-        value = facts.os_release().get(key)
-        if value:
-            labels[label] = value
-    if source.layout is not None:
-        labels[LAYOUT_LABEL] = canonical_json(source.layout.to_json()).decode()
+    platform = detect_platform(facts, requested, opts.force, source.name)
+    labels.update(tree_labels(facts, source))
     shell = facts.default_shell()
     created = opts.epoch if opts.epoch is not None else facts.newest_mtime
     config = ImageConfig(

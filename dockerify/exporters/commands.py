@@ -162,10 +162,13 @@ def _check_options(args: argparse.Namespace) -> None:
         raise DockerifyError(f"--compress does not apply to --format {args.format} (a directory)")
 
 
-def export(image: Any, args: argparse.Namespace) -> dict[str, Any]:
-    from dockerify.oci.flatten import flatten
+def export(image: Any, args: argparse.Namespace, entries: Any = None) -> dict[str, Any]:
+    """Write `image` (or `entries`, its tree from elsewhere: the frontend's stage rootfs) as
+    `args.format`."""
+    if entries is None:
+        from dockerify.oci.flatten import flatten
 
-    entries = flatten(image, restore_fixups=True)
+        entries = flatten(image, restore_fixups=True)
     fmt = args.format
     if fmt == "rootfs-tar":
         from dockerify.exporters.rootfs import write_rootfs_tar

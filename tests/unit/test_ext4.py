@@ -656,7 +656,15 @@ def small_image(tmp_path: Path) -> Path:
     (test_ext4_checksums.py corrupts checksummed images)."""
     tree = _small_tree(tmp_path / "tree")
     return make_image(
-        tmp_path / "small.img", os.fsencode(tree), "-t", "ext4", "-b", "4096", "-O", "^metadata_csum", size="8M"
+        tmp_path / "small.img",
+        os.fsencode(tree),
+        "-t",
+        "ext4",
+        "-b",
+        "4096",
+        "-O",
+        "^metadata_csum",
+        size="8M",
     )
 
 

@@ -1,0 +1,5 @@
+import sys
+
+from dockerify.frontend.main import main
+
+sys.exit(main(sys.argv[1:]))
