@@ -19,8 +19,8 @@ SUITE=bookworm
 PYTHON=${PYTHON:-python3}
 BUILDX_SOCK=${BUILDX_SOCK:-/run/dockerify-buildx/docker.sock}
 # What the frontend and its exec ops need: Python with grpcio for the gateway, zstandard for
-# zstd layers and inputs, and the filesystem tools of the SD-card export.
-PACKAGES=python3,python3-grpcio,python3-zstandard,e2fsprogs,dosfstools,mtools,fdisk,xz-utils
+# zstd layers and inputs, crc32c for ext4 checksums, and the filesystem tools of the SD-card export.
+PACKAGES=python3,python3-grpcio,python3-zstandard,python3-crc32c,e2fsprogs,dosfstools,mtools,fdisk,xz-utils
 
 mirror() {
   # The machine's own Debian mirror (never hard-coded), from deb822 or one-line sources.
