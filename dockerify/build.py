@@ -168,5 +168,5 @@ def build(
             return manifests[0]
         return layout.put_json(index_json(manifests), OCI_INDEX)
 
-    root, manifests = write_output(output, tag, produce, progress)
+    root, manifests = write_output(output, tag, produce, progress, single_layer=opts.chunked is None)
     return BuildResult(root.digest, tuple((str(d.platform), d.digest) for d in manifests))

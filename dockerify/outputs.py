@@ -38,8 +38,10 @@ def _single(found: list[Image], output: ImageRef) -> Image:
 
 
 def write_output(
-    output: ImageRef, name: str, produce: Producer, progress: Progress
+    output: ImageRef, name: str, produce: Producer, progress: Progress, *, single_layer: bool = False
 ) -> tuple[Descriptor, list[Descriptor]]:
+    """Write what `produce` makes to `output`. `single_layer` promises one layer per image, which
+    lets a docker-daemon output stream that layer straight into the daemon (daemon_stream.py)."""
     if output.transport == "oci":
         return _to_layout_dir(Path(output.path), output.tag or tag_of(name), produce)
     parent = (
@@ -48,7 +50,7 @@ def write_output(
     if parent is not None and not parent.is_dir():
         raise DockerifyError(f"{output}: directory {parent} does not exist")
     if output.transport == "docker-daemon":
-        return _to_daemon(output, produce)
+        return _to_daemon(output, produce, single_layer)
     with tempfile.TemporaryDirectory(prefix="dockerify-build-") as tmp:
         layout = Layout.create(tmp)
         root = produce(layout)
@@ -71,13 +73,17 @@ def write_output(
         return root, manifests
 
 
-def _to_daemon(output: ImageRef, produce: Producer) -> tuple[Descriptor, list[Descriptor]]:
+def _to_daemon(
+    output: ImageRef, produce: Producer, single_layer: bool
+) -> tuple[Descriptor, list[Descriptor]]:
     """The layer straight into the daemon as it is produced (daemon_stream.py), or, with the
-    containerd image store, through a docker-archive load."""
+    containerd image store or several layers, through a docker-archive load."""
     from dockerify import daemon_stream
 
     target = output.path if ":" in output.path.rsplit("/", 1)[-1] else output.path + ":latest"
-    one_pass = daemon_stream.available()
+    # The import endpoint registers each layer as a base layer: only a one-layer image's chain
+    # id matches what the config-only load then looks for.
+    one_pass = single_layer and daemon_stream.available()
     with tempfile.TemporaryDirectory(prefix="dockerify-build-") as tmp:
         layout = daemon_stream.one_pass_layout(tmp) if one_pass else Layout.create(tmp)
         try:

@@ -122,6 +122,31 @@ def test_chunked_pi_image_loads_and_runs_in_docker(tmp_path: Path, docker_daemon
         subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
 
 
+def test_chunked_image_pulled_from_a_registry_into_docker(
+    tmp_path: Path, registry: str, docker_daemon, binfmt
+) -> None:
+    """A many-layer image pulled into docker-daemon: goes through a full load (the one-pass
+    import registers every layer as a base layer, which only fits one-layer images)."""
+    entry("pi-arm64.img")
+    name = unique("chunked-pull")
+    layout = tmp_path / "layout"
+    dockerify("build", "-q", "--chunked", str(FIXTURES_DIR / "pi-arm64.img"), "-o", f"oci:{layout}:t")
+    dockerify("push", "-q", f"oci:{layout}:t", f"{registry}/dockerify-test/{name}:v1")
+    tag = f"dockerify-test/{name}:pulled"
+    dockerify("pull", "-q", f"{registry}/dockerify-test/{name}:v1", f"docker-daemon:{tag}")
+    try:
+        run = subprocess.run(
+            ["docker", "run", "--rm", "--platform", "linux/arm64", tag, "/usr/bin/hello"],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert run.returncode == 0, run.stderr
+        assert run.stdout.strip() == "Hello, world!"
+    finally:
+        subprocess.run(["docker", "rmi", "-f", tag], capture_output=True)
+
+
 def test_every_exporter_gives_the_same_tree_from_both(tmp_path: Path) -> None:
     entry("pi-arm64.img")
     one, chunked = build_both(FIXTURES_DIR / "pi-arm64.img", tmp_path)
