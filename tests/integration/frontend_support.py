@@ -4,6 +4,7 @@ BuildKit (Debian's dockerd 20.10, and the buildx daemon when it exists), and the
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shutil
 import subprocess
@@ -42,13 +43,14 @@ class Builder:
         return proc
 
     def build(
-        self, context: Path, dockerfile: str, *args: str, check: bool = True
+        self, context: Path, dockerfile: str, *args: str, check: bool = True, progress: str = "plain"
     ) -> subprocess.CompletedProcess[str]:
-        """`docker build` (20.10) or `docker buildx build` of `dockerfile` text in `context`."""
+        """`docker build` (20.10) or `docker buildx build` of `dockerfile` text in `context`;
+        `progress="rawjson"` (buildx only) gives every status BuildKit sent (see vertex_statuses)."""
         path = context / "Dockerfile"
         path.write_text(dockerfile)
         cmd = ["buildx", "build"] if self.buildx else ["build"]
-        return self.run(*cmd, "--progress=plain", "-f", str(path), *args, str(context), check=check)
+        return self.run(*cmd, f"--progress={progress}", "-f", str(path), *args, str(context), check=check)
 
 
 def debian_builder() -> Builder:
@@ -115,6 +117,49 @@ def was_cached(progress: str, name: str) -> bool:
 
 def ran(progress: str, name: str) -> bool:
     return "DONE" in _states(progress, name)
+
+
+@dataclass(frozen=True)
+class VertexStatus:
+    cached: bool
+    started: bool
+    completed: bool
+    error: str
+
+
+def vertex_statuses(rawjson: str, name: str) -> list[VertexStatus]:
+    """Every status BuildKit reported for the vertices named like `name`, from buildx's
+    `--progress=rawjson` stream (concatenated JSON documents of SolveStatus). The plain printer
+    shows only a vertex's latest state, and v0.13 follows a cached conversion's CACHED by a
+    CANCELED when the final solve finds everything after it cached too; the raw stream has both."""
+    decoder = json.JSONDecoder()
+    out = []
+    at = 0
+    while (start := rawjson.find("{", at)) >= 0:
+        try:
+            doc, at = decoder.raw_decode(rawjson, start)
+        except ValueError:
+            at = start + 1
+            continue
+        for v in doc.get("vertexes") or () if isinstance(doc, dict) else ():
+            if name in v.get("name", ""):
+                out.append(
+                    VertexStatus(
+                        bool(v.get("cached")),
+                        bool(v.get("started")),
+                        bool(v.get("completed")),
+                        v.get("error", ""),
+                    )
+                )
+    return out
+
+
+def cached_in_stream(rawjson: str, name: str) -> bool:
+    """BuildKit reported the vertex as a cache hit and never ran it: some status says cached,
+    and none is a completion without cached and without an error."""
+    statuses = vertex_statuses(rawjson, name)
+    ran_it = any(s.completed and not s.cached and not s.error for s in statuses)
+    return any(s.cached for s in statuses) and not ran_it
 
 
 def buildkit_loss(line: str) -> bool:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -201,7 +202,8 @@ def test_second_build_is_cached_and_a_change_reruns_only_its_step(builder, tmp_p
     third = builder.build(tmp_path, build_file, "-t", name)
     assert was_cached(third.stderr, "dockerify: convert pi-arm64.img")
     assert was_cached(third.stderr, "RUN cat /etc/app.conf")
-    (tmp_path / "app.conf").write_text("two\n")
+    # New content each run: BuildKit's cache outlives the test, and matches by content.
+    (tmp_path / "app.conf").write_text(f"two {uuid.uuid4()}\n")
     fourth = builder.build(tmp_path, build_file, "-t", name)
     assert was_cached(fourth.stderr, "dockerify: convert pi-arm64.img"), fourth.stderr[-4000:]
     assert ran(fourth.stderr, "RUN cat /etc/app.conf"), fourth.stderr[-4000:]
