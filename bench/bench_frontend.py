@@ -90,6 +90,8 @@ def main() -> int:
         f"card: {card} ({card.stat().st_size >> 20} MiB, {card.stat().st_blocks * 512 >> 20} MiB allocated)"
     )
     ok = True
+    # The 1.5x target is judged with the card already in BuildKit: sending it the first time is
+    # BuildKit's own cost (the stock Dockerfile frontend's COPY of it is printed as the floor).
     for d in daemons():
         with tempfile.TemporaryDirectory(dir=card.parent) as tmp:
             # A fresh context directory: BuildKit has never seen it, so the card is sent in full.
@@ -100,6 +102,13 @@ def main() -> int:
                 dockerify_cmd("build", "-q", str(card), "--output", "docker-daemon:bench/frontend-direct"),
                 d.env,
             )
+            # BuildKit's own cost of receiving the card, whatever the frontend: its stock
+            # Dockerfile frontend copying the card from a fresh context of its own.
+            with tempfile.TemporaryDirectory(dir=card.parent) as ref_tmp:
+                ref = Path(ref_tmp)
+                os.link(card, ref / "card.img")
+                (ref / "Dockerfile").write_text("FROM scratch\nCOPY card.img /\n")
+                send = timed([d.docker, *d.build, "--no-cache", "-q", str(ref)], d.env)
             log_size = d.log.stat().st_size if d.log.exists() else 0
             cold = timed([d.docker, *d.build, "--no-cache", "-q", str(ctx)], d.env)
             started = start_time(d.log, log_size)
@@ -112,6 +121,14 @@ def main() -> int:
             print(f"  dockerify build --output docker-daemon:       {direct:8.2f} s")
             print(
                 f"  frontend, new context (card sent in full)     {cold:8.2f} s   ratio {cold / direct:.2f}x"
+            )
+            print(
+                f"  stock Dockerfile frontend: COPY of the card   {send:8.2f} s   ratio {send / direct:.2f}x   "
+                "(BuildKit's floor: receive and store the card)"
+            )
+            print(
+                f"  new context, less that floor                  {cold - send:8.2f} s   "
+                f"ratio {(cold - send) / direct:.2f}x"
             )
             print(
                 f"  frontend, --no-cache, card already sent       {warm:8.2f} s   ratio {ratio:.2f}x   "

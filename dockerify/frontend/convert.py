@@ -37,6 +37,16 @@ def _fail(meta: str, err: DockerifyError) -> int:
     return 0
 
 
+# The one xattr BuildKit's layer differ (containerd's and moby's tar writers) carries over.
+KEPT_BY_BUILDKIT = "security.capability"
+
+
+LAYER_LOSS = (
+    "xattrs that BuildKit's layer export drops (it keeps only security.capability; "
+    "`dockerify build` and an EXPORT stage keep them all)"
+)
+
+
 def convert(source_path: str, display: str, out: str, meta: str, requested: str | None) -> int:
     from dockerify.build import detect_platform, fixups, tree_labels
     from dockerify.exporters.common import Warnings
@@ -55,6 +65,9 @@ def convert(source_path: str, display: str, out: str, meta: str, requested: str 
             warnings = Warnings(display)
             writer = _DirWriter(Path(out), warnings)
             for entry in fixups(facts.tap(source.entries()), labels):
+                if any(k != KEPT_BY_BUILDKIT for k in entry.xattrs):
+                    # The converted tree has them; the image layer BuildKit writes will not.
+                    warnings.add(LAYER_LOSS, "/" + entry.path.decode(errors="replace"))
                 writer.write(entry)
             writer.finish()
             platform = detect_platform(facts, want, False, display)

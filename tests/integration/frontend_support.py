@@ -164,10 +164,10 @@ def cached_in_stream(rawjson: str, name: str) -> bool:
 
 def buildkit_loss(line: str) -> bool:
     """A `dockerify diff` line that BuildKit's layer export causes, whatever the frontend does
-    (both v0.8 and v0.13; see README, BuildKit's limits): its layers start below the root
-    directory, are written dense, and carry only the security.capability xattr. The frontend's
+    (both v0.8 and v0.13; see README, BuildKit's limits): its layers are written dense and carry
+    only the security.capability xattr. The frontend's
     own tree still has them all: an EXPORT stage reads it directly and keeps every xattr."""
-    if line == "- /  (only in the first)" or line.endswith("sparse: True -> False"):
+    if line.endswith("sparse: True -> False"):
         return True
     _, sep, names = line.partition("  xattrs differ: ")
     return bool(sep) and all(n.startswith(("user.", "trusted.")) for n in names.split(", "))
