@@ -8,6 +8,7 @@ import json
 import os
 import shutil
 import subprocess
+import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -171,3 +172,43 @@ def buildkit_loss(line: str) -> bool:
         return True
     _, sep, names = line.partition("  xattrs differ: ")
     return bool(sep) and all(n.startswith(("user.", "trusted.")) for n in names.split(", "))
+
+
+# A RUN step of BuildKit's stock Dockerfile frontend, no dockerify in the build, that writes
+# what the frontend's conversion writes: a user.* xattr, a security.capability (as setcap does:
+# VFS_CAP_REVISION_2 with the effective bit, permitting cap_net_raw) and a file with a hole.
+STOCK_RUN = (
+    'RUN python3 -c "import os, struct; '
+    "open('/with-user-xattr', 'w').write('x'); "
+    "os.setxattr('/with-user-xattr', 'user.dockerify.test', b'v'); "
+    "open('/with-capability', 'w').write('c'); "
+    "os.setxattr('/with-capability', 'security.capability', struct.pack('<IIIII', 0x02000001, 1 << 13, 0, 0, 0)); "
+    "f = open('/sparse', 'wb'); f.write(b'head'); f.seek(8 << 20); f.write(b'tail')\"\n"
+)
+
+
+def last_layer(archive: Path) -> dict[str, tarfile.TarInfo]:
+    """The members of the top layer of a `docker save` or OCI image archive, read with Python's
+    tarfile (not dockerify's reader)."""
+    with tarfile.open(archive) as outer:
+        names = outer.getnames()
+        if "manifest.json" in names:  # docker save
+            manifest = json.load(outer.extractfile("manifest.json"))[0]  # type: ignore[arg-type]
+            top = manifest["Layers"][-1]
+        else:
+            index = json.load(outer.extractfile("index.json"))  # type: ignore[arg-type]
+            digest = index["manifests"][0]["digest"].split(":")[1]
+            manifest = json.load(outer.extractfile(f"blobs/sha256/{digest}"))  # type: ignore[arg-type]
+            top = "blobs/sha256/" + manifest["layers"][-1]["digest"].split(":")[1]
+        with tarfile.open(fileobj=outer.extractfile(top)) as layer:
+            return {m.name.lstrip("./"): m for m in layer.getmembers()}
+
+
+def assert_buildkit_losses(members: dict[str, tarfile.TarInfo]) -> None:
+    """The layer BuildKit wrote from STOCK_RUN: the capability is there, the user.* xattr and
+    the hole are not."""
+    cap = members["with-capability"].pax_headers
+    assert "SCHILY.xattr.security.capability" in cap, cap
+    assert not any(k.startswith("SCHILY.xattr.user.") for k in members["with-user-xattr"].pax_headers)
+    sparse = members["sparse"]
+    assert sparse.size == (8 << 20) + 4 and not sparse.issparse(), (sparse.size, sparse.type)

@@ -16,9 +16,12 @@ from tests.fixtures import fixture
 from tests.integration.frontend_support import (
     FRONTEND_LOCAL,
     FRONTEND_REGISTRY,
+    STOCK_RUN,
     Builder,
+    assert_buildkit_losses,
     buildkit_loss,
     debian_builder,
+    last_layer,
     link_into,
     ran,
     require_frontend,
@@ -294,3 +297,13 @@ def test_export_initramfs_boots_and_runs_the_command(builder, tmp_path) -> None:
     assert "SAYS hello from the frontend" in console, console[-3000:]
     assert "CWD=/srv IDS=1000:1000" in console
     assert result.returncode == 0
+
+
+def test_buildkit_itself_drops_user_xattrs_and_holes(builder, tmp_path) -> None:
+    """The losses the diff tests accept are BuildKit's own layer export's: a RUN of its stock
+    Dockerfile frontend writing them loses exactly those, and keeps security.capability."""
+    name = f"{PREFIX}/stock-losses:1"
+    builder.build(tmp_path, f"FROM {FRONTEND_LOCAL}\n{STOCK_RUN}", "--no-cache", "-t", name)
+    saved = tmp_path / "saved.tar"
+    builder.run("save", "-o", str(saved), name)
+    assert_buildkit_losses(last_layer(saved))

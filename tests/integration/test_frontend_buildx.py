@@ -16,9 +16,12 @@ from tests.fixtures import fixture
 from tests.integration.frontend_support import (
     FRONTEND_LOCAL,
     FRONTEND_REGISTRY,
+    STOCK_RUN,
     Builder,
+    assert_buildkit_losses,
     buildkit_loss,
     cached_in_stream,
+    last_layer,
     link_into,
     require_frontend,
     syntax,
@@ -225,3 +228,12 @@ def test_error_names_the_line(bx, tmp_path) -> None:
     assert "Dockerfile:3: RUN exit 7:" in proc.stderr, proc.stderr[-3000:]
     assert "exit code: 7" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_buildkit_itself_drops_user_xattrs_and_holes(bx, tmp_path) -> None:
+    """The losses the diff tests accept are BuildKit's own layer export's: a RUN of its stock
+    Dockerfile frontend writing them loses exactly those, and keeps security.capability."""
+    out = tmp_path / "stock.oci.tar"
+    build_file = f"FROM {FRONTEND_LOCAL}\n{STOCK_RUN}"
+    bx.build(tmp_path, build_file, "--no-cache", "--provenance=false", "--output", f"type=oci,dest={out}")
+    assert_buildkit_losses(last_layer(out))
