@@ -88,7 +88,7 @@ def open_tree(
 ) -> Iterator[Tree]:
     if is_image_ref(text):
         with open_image(text, platform) as image:
-            yield Tree(text, lambda: flatten(image, restore_fixups=restore_fixups), image)
+            yield Tree(text, lambda: flatten(image, restore_fixups=restore_fixups, max_size=max_size), image)
         return
     with open_source(text, max_size=max_size, read=read) as source:
         yield Tree(text, source.entries)

@@ -168,7 +168,7 @@ def export(image: Any, args: argparse.Namespace, entries: Any = None) -> dict[st
     if entries is None:
         from dockerify.oci.flatten import flatten
 
-        entries = flatten(image, restore_fixups=True)
+        entries = flatten(image, restore_fixups=True, max_size=args.max_size)
     fmt = args.format
     if fmt == "rootfs-tar":
         from dockerify.exporters.rootfs import write_rootfs_tar
@@ -322,6 +322,7 @@ def cmd_undockerify(args: argparse.Namespace) -> int:
         boot_size=args.boot_mib,
         root_size=args.root_mib,
         shrink=args.shrink,
+        max_size=args.max_size,
     )
     plat = Platform.parse(args.platform) if args.platform else None
     with open_image(ref, plat) as image:

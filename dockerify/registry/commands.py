@@ -239,7 +239,9 @@ def cmd_sbom(args: argparse.Namespace) -> int:
             raise DockerifyError("--attest signs the SBOM and needs --key", hint="pass --key KEY")
         from dockerify.registry.signing import signature_tag
 
-        for done in attest_sboms(args.target, args.key, platform, _options(args), args.referrers):
+        for done in attest_sboms(
+            args.target, args.key, platform, _options(args), args.referrers, max_size=args.max_size
+        ):
             where = "a referrer" if args.referrers else signature_tag(done.digest, "att")
             log.info(
                 "%s: %s",

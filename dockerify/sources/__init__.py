@@ -10,9 +10,8 @@ from typing import Any
 
 from dockerify.entry import Entry
 from dockerify.errors import CorruptInput, NotFound
+from dockerify.limits import DEFAULT_MAX_SIZE as DEFAULT_MAX_SIZE  # re-exported: callers import it from here
 from dockerify.sources.options import DEFAULT_READ, ReadOptions
-
-DEFAULT_MAX_SIZE = 64 << 30  # decompressed bytes; a bigger input needs --max-size
 
 
 @dataclass
