@@ -262,7 +262,10 @@ def initramfs_options(args: argparse.Namespace) -> Any:
     )
 
 
-def register(sub: argparse._SubParsersAction, common: Callable[[argparse.ArgumentParser], None]) -> None:
+def register(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: Callable[[argparse.ArgumentParser], None],
+) -> None:
     e = sub.add_parser(
         "export",
         help="an image -> rootfs tarball or directory, SD card, initramfs or stage0 bundle",

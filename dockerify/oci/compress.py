@@ -75,8 +75,9 @@ class ParallelGzipWriter:
         comp = self._zlib.compressobj(
             self._level, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, *([zdict] if zdict else [])
         )
-        out = comp.compress(block)
-        return out + comp.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+        out: bytes = comp.compress(block)
+        tail: bytes = comp.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+        return out + tail
 
     def _submit(self, block: bytes, last: bool) -> None:
         self._crc = zlib.crc32(block, self._crc)
@@ -258,4 +259,4 @@ def decompressing_reader(
         produce = _unzstd(f)
     else:
         return f
-    return io.BufferedReader(_ThreadedReader(bounded(produce, where, max_size)), buffer_size=_READ)  # type: ignore[return-value]
+    return io.BufferedReader(_ThreadedReader(bounded(produce, where, max_size)), buffer_size=_READ)

@@ -318,7 +318,7 @@ def _chunk_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk-size", type=parse_size, metavar="SIZE", help="upload chunk size (default 128M)")
 
 
-def register(sub: argparse._SubParsersAction, common: Common) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: Common) -> None:
     from dockerify.oci.model import SDCARD_ARTIFACT_TYPE
 
     for name, what in (("login", "log in to"), ("logout", "log out of")):
