@@ -128,7 +128,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from dockerify.trees import open_image
 
     plat = Platform.parse(args.platform) if args.platform else None
-    with open_image(args.image, plat, verify_key=args.verify_key) as image:
+    with open_image(args.image, plat, verify_key=args.verify_key, max_size=args.max_size) as image:
         result = export(image, args)
         if args.push:
             from dockerify.registry import push_artifact
@@ -328,7 +328,7 @@ def cmd_undockerify(args: argparse.Namespace) -> int:
         max_size=args.max_size,
     )
     plat = Platform.parse(args.platform) if args.platform else None
-    with open_image(ref, plat) as image:
+    with open_image(ref, plat, max_size=args.max_size) as image:
         result = export(image, ns)
     print(result["output"])
     return 0

@@ -70,7 +70,7 @@ def sboms(
     """The image's root, and (platform manifest, SPDX document) for each platform of it."""
     ref = parse_ref(text)
     out = []
-    with open_layout(ref) as (layout, root):
+    with open_layout(ref, max_size) as (layout, root):
         for image in images(layout, root, text):
             if platform is not None and image.platform != platform:
                 continue

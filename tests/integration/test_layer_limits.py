@@ -3,7 +3,9 @@
 The image is crafted here: a small normal layer under a gzip bomb (a few KiB that inflate to
 8 MiB), in an OCI layout, an oci-archive and on the real loopback registry. Every command that
 reads layers (export, diff, sbom) runs as a user would, in a fresh process, with --max-size 1M:
-one line names the image and the layer digest, the exit status is 1, nothing is written."""
+one line names the image and the layer digest, the exit status is 1, nothing is written. A
+gzipped oci-archive or docker-archive whose unpacking inflates past the limit is refused the
+same way, naming the archive."""
 
 from __future__ import annotations
 
@@ -40,14 +42,14 @@ def _blob(root: Path, data: bytes) -> str:
     return digest
 
 
-def bomb_layout(root: Path) -> str:
-    """An OCI layout (tag v1) of a linux/amd64 image whose second layer is a gzip bomb; returns
-    the bomb layer's digest."""
+def bomb_layout(root: Path, compress: bool = True) -> str:
+    """An OCI layout (tag v1) of a linux/amd64 image whose second layer is a gzip bomb (with
+    `compress=False`, the same 8 MiB layer stored as plain tar); returns that layer's digest."""
     (root / "blobs" / "sha256").mkdir(parents=True)
     (root / "oci-layout").write_text('{"imageLayoutVersion":"1.0.0"}')
     tars = [_tar({"etc/hostname": b"bomb\n"}), _tar({"zeros": bytes(BOMB_SIZE)})]
-    layers = [gzip.compress(t, compresslevel=9, mtime=0) for t in tars]
-    assert len(layers[1]) < 64 << 10  # small on disk, big inflated: that is the point
+    layers = [gzip.compress(t, compresslevel=9, mtime=0) for t in tars] if compress else tars
+    assert len(layers[1]) < 64 << 10 or not compress  # small on disk, big inflated: the point
     config = json.dumps(
         {
             "architecture": "amd64",
@@ -60,7 +62,11 @@ def bomb_layout(root: Path) -> str:
         }
     ).encode()
     layer_descs = [
-        {"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": _blob(root, b), "size": len(b)}
+        {
+            "mediaType": "application/vnd.oci.image.layer.v1.tar" + ("+gzip" if compress else ""),
+            "digest": _blob(root, b),
+            "size": len(b),
+        }
         for b in layers
     ]
     manifest = json.dumps(
@@ -146,10 +152,7 @@ def test_gzip_bomb_layer_in_an_oci_layout_is_refused(bomb, tmp_path: Path) -> No
 
 def test_gzip_bomb_layer_in_an_oci_archive_is_refused(bomb, tmp_path: Path) -> None:
     layout, digest = bomb
-    archive = tmp_path / "bomb.tar"
-    with tarfile.open(archive, "w") as tar:
-        for name in sorted(os.listdir(layout)):
-            tar.add(layout / name, arcname=name)
+    archive = _archive(layout, tmp_path / "bomb.tar")
     tmpdir = tmp_path / "tmp"
     tmpdir.mkdir()
     image = f"oci-archive:{archive}:v1"
@@ -169,3 +172,41 @@ def test_gzip_bomb_layer_from_the_registry_is_refused(registry, bomb, tmp_path: 
     tmpdir.mkdir()
     _refused_everywhere(ref, digest, tmp_path, {"TMPDIR": str(tmpdir)})
     assert os.listdir(tmpdir) == []  # the temporary pull is gone too
+
+
+def _archive(layout: Path, path: Path) -> Path:
+    with tarfile.open(path, "w") as tar:
+        for name in sorted(os.listdir(layout)):
+            tar.add(layout / name, arcname=name)
+    return path
+
+
+@pytest.mark.parametrize("transport", ["oci-archive", "docker-archive"])
+def test_compressed_archive_that_inflates_past_the_limit_is_refused(tmp_path: Path, transport: str) -> None:
+    """The archive itself gzipped (layers stored plain, the whole inflating to 8 MiB): unpacking
+    it is bounded too, and the temporary directory it was going to is gone."""
+    layout = tmp_path / "layout"
+    bomb_layout(layout, compress=False)
+    plain = _archive(layout, tmp_path / "plain.tar")
+    # docker-archive reads an archive holding an OCI layout too (what Docker 25+ saves).
+    archive = tmp_path / "bomb.tar.gz"
+    archive.write_bytes(gzip.compress(plain.read_bytes(), compresslevel=9))
+    assert archive.stat().st_size < 256 << 10
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    image = f"{transport}:{archive}" + (":v1" if transport == "oci-archive" else "")
+    out = tmp_path / "root.tar"
+    proc = dockerify(
+        "export", image, "--format", "rootfs-tar", "-o", str(out), "--max-size", LIMIT,
+        check=False, env={"TMPDIR": str(tmpdir)},
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert "Traceback" not in proc.stderr and "internal error" not in proc.stderr, proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("dockerify: error:")]
+    assert errors == [
+        f"dockerify: error: {archive}: decompressed data exceeds the limit of {1 << 20} bytes (a decompression bomb?)"
+    ], proc.stderr
+    assert not out.exists() and os.listdir(tmpdir) == []
+    # Under the default limit the same archive exports.
+    dockerify("export", image, "--format", "rootfs-tar", "-o", str(out), env={"TMPDIR": str(tmpdir)})
+    assert out.exists() and os.listdir(tmpdir) == []
