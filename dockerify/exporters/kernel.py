@@ -108,7 +108,9 @@ def identify(data: bytes, where: str) -> KernelInfo:
 def _decompress(kind: str, data: bytes, where: str, limit: int = KERNEL_LIMIT) -> bytes:
     out = _inflate(kind, data, where, limit + 1)
     if len(out) > limit:
-        raise DecompressionLimit(f"{where}: the {kind}-compressed kernel inflates past {limit} bytes (a bomb?)")
+        raise DecompressionLimit(
+            f"{where}: the {kind}-compressed kernel inflates past {limit} bytes (a bomb?)"
+        )
     return out
 
 
