@@ -14,6 +14,7 @@ import hashlib
 import io
 import json
 import os
+import subprocess
 import tarfile
 import uuid
 from pathlib import Path
@@ -210,3 +211,37 @@ def test_compressed_archive_that_inflates_past_the_limit_is_refused(tmp_path: Pa
     # Under the default limit the same archive exports.
     dockerify("export", image, "--format", "rootfs-tar", "-o", str(out), env={"TMPDIR": str(tmpdir)})
     assert out.exists() and os.listdir(tmpdir) == []
+
+
+def test_gzip_bomb_layer_from_the_docker_26_daemon_is_refused(
+    registry, buildx_daemon, bomb, tmp_path
+) -> None:
+    """Docker 26's containerd image store keeps layers compressed, and `docker save` gives them
+    so: the layer read from docker-daemon: is inflated, and bounded, like any other."""
+    layout, digest = bomb
+    name = f"lint-bomb-{uuid.uuid4().hex[:8]}:v1"
+    ref = f"{REGISTRY}/lint/{name}"
+    tmpdir = tmp_path / "tmp"
+    tmpdir.mkdir()
+    env = {**buildx_daemon.env, "TMPDIR": str(tmpdir)}
+    dockerify("push", "-q", f"oci:{layout}:v1", ref)
+    dockerify("pull", "-q", ref, f"docker-daemon:{name}", env=env)
+    try:
+        out = tmp_path / "root.tar"
+        image = f"docker-daemon:{name}"
+        proc = dockerify(
+            "export",
+            image,
+            "--format",
+            "rootfs-tar",
+            "-o",
+            str(out),
+            "--max-size",
+            LIMIT,
+            check=False,
+            env=env,
+        )
+        assert_refused(proc, image, digest)
+        assert not out.exists() and os.listdir(tmpdir) == []
+    finally:
+        subprocess.run([buildx_daemon.docker, "rmi", name], env=buildx_daemon.environ(), capture_output=True)
