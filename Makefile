@@ -34,7 +34,7 @@ lint:
 	ruff check dockerify tests scripts bench
 	ruff format --check dockerify tests scripts bench
 	mypy --strict dockerify
-	shellcheck scripts/*.sh
+	shellcheck scripts/*.sh frontend/*.sh builder/*.sh
 
 bench:
 	$(PYTHON) bench/bench_build.py

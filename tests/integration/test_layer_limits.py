@@ -1,7 +1,8 @@
 """Issue 8, point 4: a layer that inflates past `--max-size` is refused, from any store.
 
 The image is crafted here: a small normal layer under a gzip bomb (a few KiB that inflate to
-8 MiB), in an OCI layout, an oci-archive and on the real loopback registry. Every command that
+8 MiB), in an OCI layout, an oci-archive, on the real loopback registry and in Docker 26's
+daemon. Every command that
 reads layers (export, diff, sbom) runs as a user would, in a fresh process, with --max-size 1M:
 one line names the image and the layer digest, the exit status is 1, nothing is written. A
 gzipped oci-archive or docker-archive whose unpacking inflates past the limit is refused the
