@@ -32,7 +32,9 @@ test:
 
 lint:
 	ruff check dockerify tests scripts bench
-	mypy dockerify
+	ruff format --check dockerify tests scripts bench
+	mypy --strict dockerify
+	shellcheck scripts/*.sh frontend/*.sh builder/*.sh
 
 bench:
 	$(PYTHON) bench/bench_build.py

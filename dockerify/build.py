@@ -20,7 +20,7 @@ from dockerify.outputs import write_output
 from dockerify.platform import Platform, reconcile
 from dockerify.progress import Progress
 from dockerify.sources import DEFAULT_MAX_SIZE, Source, open_source
-from dockerify.sources.disk import LAYOUT_LABEL
+from dockerify.sources.disklayout import LAYOUT_LABEL
 from dockerify.sources.options import ReadOptions
 
 log = logging.getLogger("dockerify")

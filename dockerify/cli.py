@@ -270,7 +270,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Feature packages (export, registry, run) add their subcommands here, keeping this module thin.
 _EXTRA_COMMANDS: list[
-    Callable[[argparse._SubParsersAction, Callable[[argparse.ArgumentParser], None]], None]
+    Callable[
+        [argparse._SubParsersAction[argparse.ArgumentParser], Callable[[argparse.ArgumentParser], None]], None
+    ]
 ] = []
 
 

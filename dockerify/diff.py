@@ -102,7 +102,7 @@ def records(entries: Iterator[Entry]) -> dict[bytes, Record]:
 
 def _show(field: str, value: object) -> str:
     if field == "mode":
-        return f"{value:04o}"  # type: ignore[str-format]
+        return f"{value:04o}"
     if isinstance(value, bytes):
         return value.decode(errors="replace")
     if field == "xattrs":

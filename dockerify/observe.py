@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from dockerify.detect import PlatformDetector
-from dockerify.entry import Entry, FileType
+from dockerify.entry import ChunkReader, Entry, FileType
 
 _HEAD = 64 << 10
 _TAIL = 1 << 20
@@ -88,7 +88,7 @@ class TreeFacts:
                 entry = entry.with_(reader=self._tapped(entry))
             yield entry
 
-    def _tapped(self, entry: Entry):  # noqa: ANN202 - returns a ChunkReader
+    def _tapped(self, entry: Entry) -> ChunkReader:
         inner = entry.reader
         assert inner is not None
         keep_small = entry.path in _SMALL and entry.size <= 65536

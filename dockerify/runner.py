@@ -153,7 +153,10 @@ def _run_args(p: argparse.ArgumentParser, default_image: str | None) -> None:
     p.add_argument("command", nargs=argparse.REMAINDER)
 
 
-def register(sub: argparse._SubParsersAction, common: Callable[[argparse.ArgumentParser], None]) -> None:
+def register(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: Callable[[argparse.ArgumentParser], None],
+) -> None:
     r = sub.add_parser("run", help="run an image from the daemon with the current directory at /mnt/host")
     _run_args(r, None)
     common(r)

@@ -47,9 +47,12 @@ class Tree:
 
 
 @contextlib.contextmanager
-def open_image(text: str, platform: Platform | None, verify_key: str | None = None) -> Iterator[Image]:
+def open_image(
+    text: str, platform: Platform | None, verify_key: str | None = None, max_size: int = DEFAULT_MAX_SIZE
+) -> Iterator[Image]:
     """One platform of an image reference. With `verify_key`, an image whose cosign-format
-    signature is missing or does not verify is refused before any of it is used."""
+    signature is missing or does not verify is refused before any of it is used. A compressed
+    archive that inflates past `max_size` bytes is refused (its layers are bounded by flatten)."""
     ref = parse_ref(text)
     opener: contextlib.AbstractContextManager[tuple[Layout, Descriptor]]
     if verify_key is not None:
@@ -59,7 +62,7 @@ def open_image(text: str, platform: Platform | None, verify_key: str | None = No
     elif ref.transport == "registry":
         opener = _pulled(ref, platform)
     else:
-        opener = open_layout(ref)
+        opener = open_layout(ref, max_size)
     with opener as (layout, root):
         yield select(layout, root, platform, str(ref))
 
@@ -87,8 +90,8 @@ def open_tree(
     read: ReadOptions = DEFAULT_READ,
 ) -> Iterator[Tree]:
     if is_image_ref(text):
-        with open_image(text, platform) as image:
-            yield Tree(text, lambda: flatten(image, restore_fixups=restore_fixups), image)
+        with open_image(text, platform, max_size=max_size) as image:
+            yield Tree(text, lambda: flatten(image, restore_fixups=restore_fixups, max_size=max_size), image)
         return
     with open_source(text, max_size=max_size, read=read) as source:
         yield Tree(text, source.entries)

@@ -37,9 +37,11 @@ KEY=$(printf '%s\n' "$SUITE" "$MIRROR" "$PACKAGES" v1 | sha256sum | cut -c1-16)
 mkdir -p "$CACHE"
 
 rootfs_tar() {
-  local arch=$1 out="$CACHE/$SUITE-$arch-$KEY.tar"
+  local arch=$1
+  local out="$CACHE/$SUITE-$arch-$KEY.tar"
   if [ ! -s "$out" ]; then
     echo "frontend: mmdebstrap $SUITE $arch (cached afterwards in $out)" >&2
+    # shellcheck disable=SC2016  # the hook's "$1" is the chroot, expanded by mmdebstrap's shell
     mmdebstrap --quiet --variant=minbase --mode=root --architectures="$arch" \
       --include="$PACKAGES" \
       --dpkgopt='path-exclude=/usr/share/man/*' \

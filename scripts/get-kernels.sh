@@ -20,6 +20,8 @@ FORCE=0
 mkdir -p "$OUT"
 
 have() { command -v "$1" >/dev/null 2>&1; }
+# The first match of a glob, sorted as ls sorts (the pattern itself when nothing matches).
+first() { printf "%s\n" "$1"; }
 for tool in apt-get apt-cache dpkg-deb gzip; do
 	have "$tool" || { echo "get-kernels: $tool is required (Debian's apt and dpkg)" >&2; exit 1; }
 done
@@ -51,10 +53,10 @@ fetch() {
 	(cd "$work" && apt-get download -q $sandbox "$pkg" >/dev/null)
 	deb=$(ls "$work"/*.deb)
 	dpkg-deb -x "$deb" "$work/x"
-	kernel=$(ls "$work"/x/boot/vmlinuz-* | head -n 1)
+	kernel=$(first "$work"/x/boot/vmlinuz-*)
 	[ -s "$kernel" ] || { echo "get-kernels: no /boot/vmlinuz-* in $deb" >&2; exit 1; }
 	cp "$kernel" "$OUT/vmlinuz-$arch.tmp" && mv "$OUT/vmlinuz-$arch.tmp" "$OUT/vmlinuz-$arch"
-	cp "$(ls "$work"/x/boot/config-* | head -n 1)" "$OUT/config-$arch" 2>/dev/null || true
+	cp "$(first "$work"/x/boot/config-*)" "$OUT/config-$arch" 2>/dev/null || true
 	if [ "$arch" = arm64 ]; then
 		# An arm64 vmlinuz is either the raw Image or a plain gzip stream of it.
 		if [ "$(head -c 2 "$OUT/vmlinuz-$arch" | od -An -tx1 | tr -d ' ')" = 1f8b ]; then

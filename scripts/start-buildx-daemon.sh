@@ -22,6 +22,7 @@ BRIDGE=dockerify0
 BRIDGE_ADDR=10.213.0.1/24
 log_dir=${DOCKERIFY_LOG_DIR:-/tmp/dockerify-daemons}
 DOCKER26=("$OPT/bin/docker" -H "$SOCK")
+# shellcheck disable=SC2034  # read through the nameref in the check below
 DOCKER20=(/usr/bin/docker -H unix:///var/run/docker.sock)
 CHECK_IMAGE=dockerify-daemon-check:busybox
 
@@ -134,8 +135,9 @@ for which in DOCKER20 DOCKER26; do
   declare -n cli=$which
   [ -x /usr/bin/busybox ] || fail "busybox-static is not installed (scripts/setup.sh installs it)"
   ensure_check_image "${cli[@]}" || fail "could not import $CHECK_IMAGE with ${cli[*]}"
-  out=$("${cli[@]}" run --rm "$CHECK_IMAGE" /bin/sh -c 'echo ok' 2>&1) && [ "$out" = ok ] \
-    || fail "${cli[*]} cannot run containers after the Docker 26 daemon started: $out"
+  if ! { out=$("${cli[@]}" run --rm "$CHECK_IMAGE" /bin/sh -c 'echo ok' 2>&1) && [ "$out" = ok ]; }; then
+    fail "${cli[*]} cannot run containers after the Docker 26 daemon started: $out"
+  fi
   unset -n cli
 done
 ip link show docker0 >/dev/null 2>&1 || fail "the first daemon's docker0 bridge is gone (restart that dockerd to recreate it)"

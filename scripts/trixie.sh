@@ -75,6 +75,7 @@ if grep -q '^13' /etc/debian_version 2>/dev/null; then
   mkdir -p "$OPT"
   ln -sfn / "$OPT/root"
   link_tools /
+  # shellcheck disable=SC2016  # dpkg-query's own ${field} syntax, not the shell's
   write_stamp dpkg-query -W -f='${Package} ${Version}\n' "${PACKAGES[@]}"
   echo "Debian 13: native packages; $OPT points at them"
   exit 0
@@ -161,6 +162,7 @@ done
 
 deb_versions() {
   local d
+  # shellcheck disable=SC2016  # dpkg-deb's own ${field} syntax, not the shell's
   for d in "$STATE"/debs/*.deb; do dpkg-deb --showformat='${Package} ${Version}\n' --show "$d"; done
 }
 write_stamp deb_versions

@@ -128,7 +128,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     from dockerify.trees import open_image
 
     plat = Platform.parse(args.platform) if args.platform else None
-    with open_image(args.image, plat, verify_key=args.verify_key) as image:
+    with open_image(args.image, plat, verify_key=args.verify_key, max_size=args.max_size) as image:
         result = export(image, args)
         if args.push:
             from dockerify.registry import push_artifact
@@ -168,7 +168,7 @@ def export(image: Any, args: argparse.Namespace, entries: Any = None) -> dict[st
     if entries is None:
         from dockerify.oci.flatten import flatten
 
-        entries = flatten(image, restore_fixups=True)
+        entries = flatten(image, restore_fixups=True, max_size=args.max_size)
     fmt = args.format
     if fmt == "rootfs-tar":
         from dockerify.exporters.rootfs import write_rootfs_tar
@@ -262,7 +262,10 @@ def initramfs_options(args: argparse.Namespace) -> Any:
     )
 
 
-def register(sub: argparse._SubParsersAction, common: Callable[[argparse.ArgumentParser], None]) -> None:
+def register(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    common: Callable[[argparse.ArgumentParser], None],
+) -> None:
     e = sub.add_parser(
         "export",
         help="an image -> rootfs tarball or directory, SD card, initramfs or stage0 bundle",
@@ -322,9 +325,10 @@ def cmd_undockerify(args: argparse.Namespace) -> int:
         boot_size=args.boot_mib,
         root_size=args.root_mib,
         shrink=args.shrink,
+        max_size=args.max_size,
     )
     plat = Platform.parse(args.platform) if args.platform else None
-    with open_image(ref, plat) as image:
+    with open_image(ref, plat, max_size=args.max_size) as image:
         result = export(image, ns)
     print(result["output"])
     return 0

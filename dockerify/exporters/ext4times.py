@@ -116,7 +116,7 @@ def _settle(buf: bytearray, pos: int, size: int, ino: int, seed: int, csum: bool
 
 
 def _stored(buf: bytearray, pos: int, extra: int) -> int:
-    value = struct.unpack_from("<H", buf, pos + I_CSUM_LO)[0]
+    value: int = struct.unpack_from("<H", buf, pos + I_CSUM_LO)[0]
     if extra >= CSUM_HI_EXTRA_END:
         value |= struct.unpack_from("<H", buf, pos + I_CSUM_HI)[0] << 16
     return value

@@ -9,7 +9,6 @@ zstd, lzma, bzip2, lz4 or lzo stream of the ELF vmlinux."""
 from __future__ import annotations
 
 import bz2
-import gzip
 import lzma
 import shutil
 import struct
@@ -20,10 +19,13 @@ from pathlib import Path
 import zstandard
 
 from dockerify.errors import DockerifyError
+from dockerify.limits import DecompressionLimit
 from dockerify.run import run
 
 MiB = 1 << 20
 GiB = 1 << 30
+#: What a compressed kernel may inflate to in memory: real ones are tens of MiB; more is a bomb.
+KERNEL_LIMIT = 1 * GiB
 MAX_KERNEL = 512 * MiB
 
 #: Compression magics as the kernel's decompressors expect them, in the order they are tried.
@@ -103,19 +105,29 @@ def identify(data: bytes, where: str) -> KernelInfo:
     )
 
 
-def _decompress(kind: str, data: bytes, where: str) -> bytes:
+def _decompress(kind: str, data: bytes, where: str, limit: int = KERNEL_LIMIT) -> bytes:
+    out = _inflate(kind, data, where, limit + 1)
+    if len(out) > limit:
+        raise DecompressionLimit(
+            f"{where}: the {kind}-compressed kernel inflates past {limit} bytes (a bomb?)"
+        )
+    return out
+
+
+def _inflate(kind: str, data: bytes, where: str, most: int) -> bytes:
+    """At most `most` bytes of `data` decompressed (the in-process decoders stop there)."""
     try:
         if kind == "gzip":
             d = zlib.decompressobj(16 + zlib.MAX_WBITS)
-            return d.decompress(data)
+            return d.decompress(data, most)
         if kind == "xz":
-            return lzma.LZMADecompressor(format=lzma.FORMAT_XZ).decompress(data)
+            return lzma.LZMADecompressor(format=lzma.FORMAT_XZ).decompress(data, most)
         if kind == "lzma":
-            return lzma.LZMADecompressor(format=lzma.FORMAT_ALONE).decompress(data)
+            return lzma.LZMADecompressor(format=lzma.FORMAT_ALONE).decompress(data, most)
         if kind == "zstd":
-            return zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=False).read()
+            return zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=False).read(most)
         if kind == "bzip2":
-            return bz2.BZ2Decompressor().decompress(data)
+            return bz2.BZ2Decompressor().decompress(data, most)
         if kind in ("lz4", "lzo"):
             tool = "lz4" if kind == "lz4" else "lzop"
             if not shutil.which(tool):
@@ -134,7 +146,7 @@ def extract_vmlinux(data: bytes, where: str) -> bytes:
     if data[:4] == b"\x7fELF":
         return data
     if data[:2] == b"\x1f\x8b":
-        return extract_vmlinux(gzip.decompress(data), where)
+        return extract_vmlinux(_decompress("gzip", data, where), where)
     candidates: list[tuple[str, int]] = []
     if data[0x202:0x206] == b"HdrS":
         (protocol,) = struct.unpack_from("<H", data, 0x206)

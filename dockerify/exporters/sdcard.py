@@ -16,7 +16,6 @@ the end, or compressed into place."""
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import os
 import re
@@ -52,7 +51,8 @@ from dockerify.exporters.ext4times import settle_ctimes
 from dockerify.exporters.fatimg import FatSpec, check_names, cluster_for, make_fat, needed_size
 from dockerify.oci.select import Image
 from dockerify.run import check_tool, run
-from dockerify.sources.disk import BARE, LAYOUT_LABEL, DiskLayout, PartitionRecord, parse_fstab
+from dockerify.sources.disk import parse_fstab
+from dockerify.sources.disklayout import BARE, LAYOUT_LABEL, DiskLayout, ExtRecord, FatRecord, PartitionRecord
 
 log = logging.getLogger("dockerify")
 
@@ -164,18 +164,19 @@ def _derived(image: Image, what: str) -> uuid.UUID:
 
 def make_plan(image: Image, opts: CardOptions, warnings: Warnings) -> Plan:
     raw = image.labels.get(LAYOUT_LABEL)
-    layout = DiskLayout.from_json(json.loads(raw)) if raw else None
+    where = f"{image.name or image.descriptor.digest}: label {LAYOUT_LABEL}"
+    layout = DiskLayout.from_json(raw, where) if raw else None
     bare_ext: dict[str, Any] = {}
     if layout is not None and layout.table_type == BARE:
         # A bare filesystem image has no card layout to keep: the Raspberry Pi one is used, with
         # the recorded ext filesystem's UUID, label and features for the root.
-        fs = layout.partitions[0].fs if layout.partitions else {}
-        bare_ext = dict(fs) if str(fs.get("type", "")).startswith("ext") else {}
+        fs = layout.partitions[0].fs if layout.partitions else None
+        bare_ext = fs.to_json() if isinstance(fs, ExtRecord) else {}
         layout = None
     if layout is not None:
         parts = layout.partitions
         root = next((p for p in parts if p.mountpoint == "/"), None)
-        boot = next((p for p in parts if p.fs.get("type", "").startswith("fat")), None)
+        boot = next((p for p in parts if isinstance(p.fs, FatRecord)), None)
         if root is None or boot is None:
             raise DockerifyError(
                 f"{LAYOUT_LABEL}: the recorded layout has no FAT boot and ext root partition",
@@ -185,6 +186,8 @@ def make_plan(image: Image, opts: CardOptions, warnings: Warnings) -> Plan:
         table, disk_id, mount = layout.table_type, layout.disk_id, boot.mountpoint or "/boot"
         if table not in ("dos", "gpt"):
             raise DockerifyError(f"{LAYOUT_LABEL}: unknown partition table type {table!r}")
+        fat = boot.fs.to_json() if boot.fs is not None else {}
+        ext = root.fs.to_json() if root.fs is not None else {}
         recorded = True
     else:
         why = "built from a bare filesystem image" if bare_ext else "no disk layout recorded"
@@ -195,17 +198,12 @@ def make_plan(image: Image, opts: CardOptions, warnings: Warnings) -> Plan:
         )
         ident = _derived(image, "disk").hex
         table, disk_id, mount = "dos", "0x" + ident[:8], ""
-        boot = PartitionRecord(
-            1, BOOT_START, 0, "0c", "", "", False, {"type": "fat32", "label": "bootfs"}, ""
-        )
-        root = PartitionRecord(2, 0, 0, "83", "", "", False, {"type": "ext4", "label": "rootfs"}, "/")
-        boot.fs["volume_id"] = _derived(image, "boot").hex[:8].upper()
-        root.fs["uuid"] = str(_derived(image, "root"))
-        root.fs.update(bare_ext)
+        boot = PartitionRecord(1, BOOT_START, 0, "0c", "", "", False, None, "")
+        root = PartitionRecord(2, 0, 0, "83", "", "", False, None, "/")
+        fat = {"type": "fat32", "label": "bootfs", "volume_id": _derived(image, "boot").hex[:8].upper()}
+        ext = {"type": "ext4", "label": "rootfs", "uuid": str(_derived(image, "root")), **bare_ext}
         extra = []
         recorded = False
-    fat = dict(boot.fs)
-    ext = dict(root.fs)
     if ext.get("type") not in ("ext2", "ext3", "ext4"):
         raise DockerifyError(f"{LAYOUT_LABEL}: root filesystem type {ext.get('type')!r} is not ext2/3/4")
     old = {

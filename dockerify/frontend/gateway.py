@@ -118,7 +118,10 @@ class Bridge:
 
     def stat_file(self, ref: str, path: str) -> Message | None:
         try:
-            return self._call("StatFile", self.new("StatFileRequest", Ref=ref, Path=path)).stat
+            stat: Message | None = self._call(
+                "StatFile", self.new("StatFileRequest", Ref=ref, Path=path)
+            ).stat
+            return stat
         except grpc.RpcError:
             return None
 

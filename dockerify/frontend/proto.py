@@ -54,6 +54,8 @@ class Message:
     """A message value: fields as attributes; unset fields read as proto3 defaults."""
 
     __slots__ = ("_type", "_values")
+    _type: MessageType
+    _values: dict[str, Any]
 
     def __init__(self, mtype: MessageType, **values: Any) -> None:
         object.__setattr__(self, "_type", mtype)

@@ -98,7 +98,10 @@ class FdTransport:
     def unary(
         self, path: str, encode: Callable[[Any], bytes], decode: Callable[[bytes], Any]
     ) -> Callable[..., Any]:
-        return self.channel.unary_unary(path, request_serializer=encode, response_deserializer=decode)
+        call: Callable[..., Any] = self.channel.unary_unary(
+            path, request_serializer=encode, response_deserializer=decode
+        )
+        return call
 
     def close(self) -> None:
         self.channel.close()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -11,11 +12,13 @@ from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
 from dockerify.errors import CorruptInput, NotFound
+from dockerify.limits import DEFAULT_MAX_SIZE
 from dockerify.oci.image import index_json
 from dockerify.oci.layout import Layout
 from dockerify.oci.model import OCI_CONFIG, OCI_INDEX, OCI_LAYER, OCI_MANIFEST, Descriptor
 from dockerify.oci.select import Image
 from dockerify.platform import Platform
+from dockerify.sources.compression import open_stream, sniff
 
 _CHUNK = 1 << 20
 
@@ -94,10 +97,21 @@ def write_stream(
         raise
 
 
-def safe_extract(archive: str, dest: Path) -> None:
-    """Extract regular files and directories only, refusing names that leave `dest`."""
+def _compressed(archive: str) -> bool:
+    with open(archive, "rb") as f:
+        return sniff(f) != "none"
+
+
+def safe_extract(archive: str, dest: Path, max_size: int = DEFAULT_MAX_SIZE) -> None:
+    """Extract regular files and directories only, refusing names that leave `dest`. A compressed
+    archive is read through the bounded decompressor: past `max_size` bytes it is refused."""
     try:
-        with tarfile.open(archive, "r:*") as tar:
+        with contextlib.ExitStack() as stack:
+            if _compressed(archive):
+                stream = stack.enter_context(open_stream(archive, max_size))
+                tar = stack.enter_context(tarfile.open(fileobj=stream, mode="r|"))
+            else:
+                tar = stack.enter_context(tarfile.open(archive, "r:"))
             for member in tar:
                 name = PurePosixPath(member.name)
                 if name.is_absolute() or ".." in name.parts:

@@ -21,6 +21,8 @@ from typing import Any, BinaryIO, Protocol
 
 import zstandard
 
+from dockerify.limits import DEFAULT_MAX_SIZE, bounded
+
 _isal: Any
 try:  # ISA-L's deflate/inflate: the same formats, several times faster than zlib
     from isal import isal_zlib as _isal
@@ -73,8 +75,9 @@ class ParallelGzipWriter:
         comp = self._zlib.compressobj(
             self._level, zlib.DEFLATED, -15, 9, zlib.Z_DEFAULT_STRATEGY, *([zdict] if zdict else [])
         )
-        out = comp.compress(block)
-        return out + comp.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+        out: bytes = comp.compress(block)
+        tail: bytes = comp.flush(zlib.Z_FINISH if last else zlib.Z_SYNC_FLUSH)
+        return out + tail
 
     def _submit(self, block: bytes, last: bool) -> None:
         self._crc = zlib.crc32(block, self._crc)
@@ -242,8 +245,12 @@ class _ThreadedReader(io.RawIOBase):
         return n
 
 
-def decompressing_reader(f: BinaryIO, media_type: str) -> BinaryIO:
-    """A forward-only reader of an OCI layer blob's uncompressed tar stream."""
+def decompressing_reader(
+    f: BinaryIO, media_type: str, *, max_size: int = DEFAULT_MAX_SIZE, where: str = "layer"
+) -> BinaryIO:
+    """A forward-only reader of an OCI layer blob's uncompressed tar stream. A compressed blob
+    that inflates past `max_size` is refused (`DecompressionLimit` naming `where`); a blob stored
+    uncompressed is read as it is, its size being what it takes on disk already."""
     head = f.read(4)
     f.seek(-len(head), 1)
     if media_type.endswith(("+gzip", ".tar.gzip")) or head[:2] == b"\x1f\x8b":
@@ -252,4 +259,4 @@ def decompressing_reader(f: BinaryIO, media_type: str) -> BinaryIO:
         produce = _unzstd(f)
     else:
         return f
-    return io.BufferedReader(_ThreadedReader(produce), buffer_size=_READ)  # type: ignore[return-value]
+    return io.BufferedReader(_ThreadedReader(bounded(produce, where, max_size)), buffer_size=_READ)

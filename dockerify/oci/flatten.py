@@ -14,6 +14,7 @@ from collections.abc import Iterator
 
 from dockerify.entry import Entry, FileType, path_key
 from dockerify.fixups import restore_preload
+from dockerify.limits import DEFAULT_MAX_SIZE
 from dockerify.oci.compress import decompressing_reader
 from dockerify.oci.model import Descriptor
 from dockerify.oci.select import Image
@@ -23,8 +24,12 @@ WHITEOUT = b".wh."
 OPAQUE = b".wh..wh..opq"
 
 
-def _layer_entries(image: Image, desc: Descriptor) -> Iterator[Entry]:
-    with image.layout.blobs.open(desc.digest) as f, decompressing_reader(f, desc.media_type) as tar:
+def _layer_entries(image: Image, desc: Descriptor, max_size: int) -> Iterator[Entry]:
+    where = f"{image.name}: layer {desc.digest}" if image.name else f"layer {desc.digest}"
+    with (
+        image.layout.blobs.open(desc.digest) as f,
+        decompressing_reader(f, desc.media_type, max_size=max_size, where=where) as tar,
+    ):
         yield from tar_entries(tar, f"layer {desc.digest[:19]}", check_links=False)
 
 
@@ -50,7 +55,7 @@ class Survivors:
     whether every layer lists its entries parents first in byte order (then the layers can be
     merged into one sorted stream)."""
 
-    def __init__(self, image: Image) -> None:
+    def __init__(self, image: Image, max_size: int = DEFAULT_MAX_SIZE) -> None:
         layers = image.layers
         self.keep: list[set[bytes]] = [set() for _ in layers]
         self.sorted = True
@@ -63,7 +68,7 @@ class Survivors:
             new_deleted: set[bytes] = set()
             new_opaque: set[bytes] = set()
             last: tuple[bytes, ...] | None = None
-            for entry in _layer_entries(image, layers[index]):
+            for entry in _layer_entries(image, layers[index], max_size):
                 key = path_key(entry.path)
                 if last is not None and key < last:
                     self.sorted = False
@@ -105,9 +110,13 @@ def survivors(image: Image) -> list[set[bytes]]:
 
 
 def _kept(
-    image: Image, index: int, keep: set[bytes], orphans: dict[bytes, list[bytes]] | None = None
+    image: Image,
+    index: int,
+    keep: set[bytes],
+    max_size: int,
+    orphans: dict[bytes, list[bytes]] | None = None,
 ) -> Iterator[Entry]:
-    for entry in _layer_entries(image, image.layers[index]):
+    for entry in _layer_entries(image, image.layers[index], max_size):
         if entry.path in keep:
             yield entry
         elif orphans and entry.path in orphans and entry.type is FileType.REG:
@@ -119,12 +128,12 @@ def _kept(
                 )
 
 
-def _merged(image: Image, found: Survivors) -> Iterator[Entry]:
+def _merged(image: Image, found: Survivors, max_size: int) -> Iterator[Entry]:
     """The survivors of sorted layers as one stream sorted parents first, every layer open at
     once (an entry's content is read before its layer moves on). A hard link whose target comes
     later in that order (it is in another layer) waits until the target has been given."""
     keep = found.keep
-    streams = [_kept(image, i, k, found.orphans[i]) for i, k in enumerate(keep)]
+    streams = [_kept(image, i, k, max_size, found.orphans[i]) for i, k in enumerate(keep)]
     heap: list[tuple[tuple[bytes, ...], int, Entry]] = []
 
     def advance(i: int) -> None:
@@ -157,37 +166,42 @@ def _release(path: bytes, waiting: dict[bytes, list[Entry]], given: set[bytes]) 
         yield from _release(link.path, waiting, given)
 
 
-def flatten(image: Image, *, restore_fixups: bool = False) -> Iterator[Entry]:
+def flatten(
+    image: Image, *, restore_fixups: bool = False, max_size: int = DEFAULT_MAX_SIZE
+) -> Iterator[Entry]:
     """The image's root filesystem, parents before children. With `restore_fixups`, changes the
-    builder made for emulation (see fixups.py) are undone, giving back the source tree."""
+    builder made for emulation (see fixups.py) are undone, giving back the source tree. A layer
+    that inflates past `max_size` bytes is refused (`DecompressionLimit`, naming its digest)."""
     layers = image.layers
     labels = image.labels
     if len(layers) == 1:
         stream: Iterator[Entry] = (
-            e for e in _layer_entries(image, layers[0]) if not _split(e.path)[1].startswith(WHITEOUT)
+            e
+            for e in _layer_entries(image, layers[0], max_size)
+            if not _split(e.path)[1].startswith(WHITEOUT)
         )
     else:
-        found = Survivors(image)
+        found = Survivors(image, max_size)
         if found.sorted:
-            stream = _merged(image, found)
+            stream = _merged(image, found, max_size)
         else:
             # Layers in no particular order (some tools write them so): layer by layer, with the
             # surviving directories first so that parents still come before children.
-            stream = _unsorted(image, found)
+            stream = _unsorted(image, found, max_size)
     for entry in stream:
         if restore_fixups:
             entry = restore_preload(entry, labels)
         yield entry
 
 
-def _unsorted(image: Image, found: Survivors) -> Iterator[Entry]:
+def _unsorted(image: Image, found: Survivors, max_size: int) -> Iterator[Entry]:
     keep = found.keep
     dirs: list[Entry] = []
     for index in range(len(keep)):
-        dirs += [e for e in _kept(image, index, keep[index]) if e.type is FileType.DIR]
+        dirs += [e for e in _kept(image, index, keep[index], max_size) if e.type is FileType.DIR]
     dirs.sort(key=lambda e: path_key(e.path))
     yield from dirs
     for index in range(len(keep)):
-        for entry in _kept(image, index, keep[index], found.orphans[index]):
+        for entry in _kept(image, index, keep[index], max_size, found.orphans[index]):
             if entry.type is not FileType.DIR:
                 yield entry

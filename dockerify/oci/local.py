@@ -9,6 +9,7 @@ from pathlib import Path
 
 from dockerify import daemon
 from dockerify.errors import DockerifyError, NotFound
+from dockerify.limits import DEFAULT_MAX_SIZE
 from dockerify.oci.archive import docker_archive_to_layout, safe_extract
 from dockerify.oci.layout import Layout
 from dockerify.oci.model import Descriptor
@@ -16,10 +17,11 @@ from dockerify.oci.refs import ImageRef
 
 
 @contextlib.contextmanager
-def open_layout(ref: ImageRef) -> Iterator[tuple[Layout, Descriptor]]:
+def open_layout(ref: ImageRef, max_size: int = DEFAULT_MAX_SIZE) -> Iterator[tuple[Layout, Descriptor]]:
     """The layout holding `ref` and the descriptor of its root (index or manifest).
 
-    Archives and daemon images are unpacked into a temporary directory that is removed on exit."""
+    Archives and daemon images are unpacked into a temporary directory that is removed on exit;
+    a compressed archive that inflates past `max_size` bytes is refused."""
     if ref.transport == "oci":
         if not Path(ref.path).exists():
             raise NotFound(f"{ref}: no such directory")
@@ -31,13 +33,13 @@ def open_layout(ref: ImageRef) -> Iterator[tuple[Layout, Descriptor]]:
         if ref.transport == "oci-archive":
             if not Path(ref.path).is_file():
                 raise NotFound(f"{ref}: no such file")
-            safe_extract(ref.path, root)
+            safe_extract(ref.path, root, max_size)
             layout = Layout.open(root)
             yield layout, layout.resolve(ref.tag)
         elif ref.transport == "docker-archive":
             if not Path(ref.path).is_file():
                 raise NotFound(f"{ref}: no such file")
-            safe_extract(ref.path, root)
+            safe_extract(ref.path, root, max_size)
             yield docker_archive_to_layout(root, str(ref))
         elif ref.transport == "docker-daemon":
             archive = root / "save.tar"
@@ -45,7 +47,7 @@ def open_layout(ref: ImageRef) -> Iterator[tuple[Layout, Descriptor]]:
                 daemon.save(ref.path, f)
             unpacked = root / "image"
             unpacked.mkdir()
-            safe_extract(str(archive), unpacked)
+            safe_extract(str(archive), unpacked, max_size)
             archive.unlink()
             yield docker_archive_to_layout(unpacked, str(ref))
         else:

@@ -17,6 +17,8 @@ class Image:
     descriptor: Descriptor
     manifest: dict[str, Any]
     config: dict[str, Any]
+    #: The reference the image was opened as, for messages ("" when not known).
+    name: str = ""
 
     @property
     def platform(self) -> Platform:
@@ -35,15 +37,15 @@ class Image:
         return Descriptor.from_json(self.manifest["config"])
 
 
-def load_image(layout: Layout, desc: Descriptor) -> Image:
+def load_image(layout: Layout, desc: Descriptor, name: str = "") -> Image:
     manifest = layout.read_json(desc)
     if not is_manifest(desc, manifest):
         raise CorruptInput(f"{layout.root}: {desc.digest} is not an image manifest")
     config = layout.read_json(Descriptor.from_json(manifest["config"]))
-    return Image(layout, desc, manifest, config)
+    return Image(layout, desc, manifest, config, name)
 
 
-def images(layout: Layout, root: Descriptor) -> list[Image]:
+def images(layout: Layout, root: Descriptor, name: str = "") -> list[Image]:
     body = layout.read_json(root)
     if is_index(root, body):
         out = []
@@ -52,13 +54,13 @@ def images(layout: Layout, root: Descriptor) -> list[Image]:
             # Attestations and signatures sit in indexes too; only real platforms count.
             if desc.platform is not None and desc.platform.architecture == "unknown":
                 continue
-            out.extend(images(layout, desc))
+            out.extend(images(layout, desc, name))
         return out
-    return [load_image(layout, root)]
+    return [load_image(layout, root, name)]
 
 
 def select(layout: Layout, root: Descriptor, platform: Platform | None, where: str) -> Image:
-    found = images(layout, root)
+    found = images(layout, root, where)
     if not found:
         raise NotFound(f"{where}: no image manifests")
     if platform is None:

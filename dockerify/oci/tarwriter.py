@@ -47,7 +47,7 @@ def _number(value: int, width: int) -> bytes:
 
 
 def _fits(value: int, width: int) -> bool:
-    return 0 <= value < 8 ** (width - 1)
+    return 0 <= value < 1 << 3 * (width - 1)  # 8 ** (width - 1), as an int for the type checker
 
 
 def _pax_record(key: bytes, value: bytes) -> bytes:

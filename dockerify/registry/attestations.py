@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from dockerify.errors import NotFound
+from dockerify.limits import DEFAULT_MAX_SIZE
 from dockerify.oci.flatten import flatten
 from dockerify.oci.local import open_layout
 from dockerify.oci.model import Descriptor, sha256_digest
@@ -63,15 +64,17 @@ class Attested:
     added: bool
 
 
-def sboms(text: str, platform: Any = None) -> tuple[Descriptor, list[tuple[Descriptor, dict[str, Any]]]]:
+def sboms(
+    text: str, platform: Any = None, max_size: int = DEFAULT_MAX_SIZE
+) -> tuple[Descriptor, list[tuple[Descriptor, dict[str, Any]]]]:
     """The image's root, and (platform manifest, SPDX document) for each platform of it."""
     ref = parse_ref(text)
     out = []
-    with open_layout(ref) as (layout, root):
-        for image in images(layout, root):
+    with open_layout(ref, max_size) as (layout, root):
+        for image in images(layout, root, text):
             if platform is not None and image.platform != platform:
                 continue
-            entries = flatten(image, restore_fixups=True)
+            entries = flatten(image, restore_fixups=True, max_size=max_size)
             name = f"{text} ({image.platform})"
             doc = sbom_of_entries(name, entries, str(ref), str(image.config.get("created") or ""))
             out.append((image.descriptor, doc))
@@ -86,11 +89,12 @@ def attest_sboms(
     platform: Any = None,
     options: Options | None = None,
     referrers: bool = False,
+    max_size: int = DEFAULT_MAX_SIZE,
 ) -> list[Attested]:
     """Make each platform's SBOM and attach it to that platform's manifest, and to the root
     (an index gets one attestation layer per platform)."""
     key = load_private_key(key_path)  # fail on a bad key or password before the long part
-    root, docs = sboms(text, platform)
+    root, docs = sboms(text, platform, max_size)
     done = []
     for desc, doc in docs:
         subjects = [desc.digest] if desc.digest == root.digest else [desc.digest, root.digest]

@@ -26,7 +26,6 @@ from oras.auth.base import AuthBackend
 
 from dockerify.errors import DockerifyError
 from dockerify.registry.authfiles import (
-    DOCKER_HUB,
     auth_files,
     docker_key,
     helper_for,
@@ -35,7 +34,7 @@ from dockerify.registry.authfiles import (
     read_config,
 )
 from dockerify.registry.helpers import Helper
-from dockerify.registry.reference import is_loopback
+from dockerify.registry.reference import DOCKER_HUB, is_loopback
 
 log = logging.getLogger("dockerify")
 
@@ -189,7 +188,7 @@ def parse_challenge(header: str) -> Challenge | None:
 # ---------------------------------------------------------------- the authenticator
 
 
-class Authenticator(AuthBackend):
+class Authenticator(AuthBackend):  # type: ignore[misc]  # oras ships no type information
     """Answers a registry's 401 challenges for one host, Basic or Bearer.
 
     Bearer tokens are requested for every scope seen so far (pull, then pull+push ...), so one
@@ -206,7 +205,7 @@ class Authenticator(AuthBackend):
         super().__init__()
         self.registry = registry
         self.session = session
-        self._tls_verify = verify  # type: ignore[assignment]
+        self._tls_verify = verify
         self._loader = credentials if callable(credentials) else None
         self._credentials = None if callable(credentials) else credentials
         self._loaded = not callable(credentials)

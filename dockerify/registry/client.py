@@ -169,7 +169,7 @@ def _cert_dir_ca(host: str) -> str | None:
     return None
 
 
-class RegistryClient(oras.provider.Registry):
+class RegistryClient(oras.provider.Registry):  # type: ignore[misc]  # oras ships no type information
     """One repository on one registry."""
 
     def __init__(
@@ -238,7 +238,7 @@ class RegistryClient(oras.provider.Registry):
                 if self.options.insecure:
                     log.warning("%s: TLS certificate not verified (--insecure)", host)
                     self._verify = False
-                    self.auth._tls_verify = False  # type: ignore[assignment]
+                    self.auth._tls_verify = False
                     return f"https://{host}"
                 raise RegistryError(
                     f"{host}: the registry's TLS certificate does not verify",
@@ -306,7 +306,7 @@ class RegistryClient(oras.provider.Registry):
             used = self.auth.apply(h)
             data = body() if callable(body) else body
             try:
-                r = self.session.request(
+                r: requests.Response = self.session.request(
                     method,
                     url,
                     data=data,
@@ -342,7 +342,7 @@ class RegistryClient(oras.provider.Registry):
                 continue
             return r
 
-    def do_request(  # type: ignore[override]
+    def do_request(
         self,
         url: str,
         method: str = "GET",
@@ -442,7 +442,8 @@ class RegistryClient(oras.provider.Registry):
         return digest
 
     def tags(self) -> list[str]:
-        return self.get_tags(self.container)
+        tags: list[str] = self.get_tags(self.container)
+        return tags
 
     # ------------------------------------------------------------ referrers (OCI 1.1)
 
@@ -460,7 +461,8 @@ class RegistryClient(oras.provider.Registry):
         finally:
             r.close()
         body = _index_body(data, f"{self.where}: referrers of {digest}")
-        return body["manifests"]
+        manifests: list[dict[str, Any]] = body["manifests"]
+        return manifests
 
     def _fallback_index(self, digest: str) -> dict[str, Any] | None:
         try:
@@ -737,7 +739,7 @@ class RegistryClient(oras.provider.Registry):
                 raise NotFound(f"{self.where}@{digest}: no such blob in the registry")
             if r.status_code != 200:
                 raise self._fail(r, f"blob {digest}")
-            data = r.raw.read(limit + 1, decode_content=False)
+            data: bytes = r.raw.read(limit + 1, decode_content=False)
         except _NETWORK_ERRORS as e:
             raise RegistryError(f"{self.where}@{digest}: {_reason(e)}") from None
         finally:

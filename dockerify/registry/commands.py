@@ -239,7 +239,9 @@ def cmd_sbom(args: argparse.Namespace) -> int:
             raise DockerifyError("--attest signs the SBOM and needs --key", hint="pass --key KEY")
         from dockerify.registry.signing import signature_tag
 
-        for done in attest_sboms(args.target, args.key, platform, _options(args), args.referrers):
+        for done in attest_sboms(
+            args.target, args.key, platform, _options(args), args.referrers, max_size=args.max_size
+        ):
             where = "a referrer" if args.referrers else signature_tag(done.digest, "att")
             log.info(
                 "%s: %s",
@@ -316,7 +318,7 @@ def _chunk_flag(p: argparse.ArgumentParser) -> None:
     p.add_argument("--chunk-size", type=parse_size, metavar="SIZE", help="upload chunk size (default 128M)")
 
 
-def register(sub: argparse._SubParsersAction, common: Common) -> None:
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: Common) -> None:
     from dockerify.oci.model import SDCARD_ARTIFACT_TYPE
 
     for name, what in (("login", "log in to"), ("logout", "log out of")):

@@ -10,9 +10,9 @@ from typing import Any
 
 from dockerify.entry import Entry
 from dockerify.errors import CorruptInput, NotFound
+from dockerify.limits import DEFAULT_MAX_SIZE as DEFAULT_MAX_SIZE  # re-exported: callers import it from here
+from dockerify.sources.disklayout import DiskLayout
 from dockerify.sources.options import DEFAULT_READ, ReadOptions
-
-DEFAULT_MAX_SIZE = 64 << 30  # decompressed bytes; a bigger input needs --max-size
 
 
 @dataclass
@@ -20,7 +20,7 @@ class Source:
     name: str
     kind: str  # "disk" | "filesystem" | "tarball" | "directory"
     entries: Callable[[], Iterator[Entry]]
-    layout: Any = None  # DiskLayout for disk images and bare filesystems
+    layout: DiskLayout | None = None  # disk images and bare filesystems
     journal: Any = None  # JournalReport of the root filesystem, for ext3/ext4
 
 

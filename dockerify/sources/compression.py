@@ -30,6 +30,7 @@ import zstandard
 
 from dockerify.entry import CHUNK
 from dockerify.errors import CorruptInput, NotFound
+from dockerify.limits import bounded
 from dockerify.run import scrubbed_env
 
 log = logging.getLogger("dockerify")
@@ -62,8 +63,6 @@ TOOL_FORMATS: dict[str, tuple[tuple[str, ...], str]] = {
 #: Disk images are written sparsely: all-zero blocks of this size become holes.
 SPARSE_BLOCK = 64 << 10
 _ZERO_BLOCK = bytes(SPARSE_BLOCK)
-
-BOMB_HINT = "raise it with --max-size"
 
 
 def detect(head: bytes) -> str:
@@ -196,17 +195,17 @@ class _ChunkStream(io.RawIOBase):
     """A file-like reader over an iterator of decompressed chunks, enforcing the size limit."""
 
     def __init__(self, chunks: Iterator[bytes], path: str, max_size: int) -> None:
-        self._chunks = chunks
-        self._path = path
-        self._max_size = max_size
-        self._produced = 0
+        self._source = chunks
+        self._chunks = bounded(chunks, path, max_size)
         self._pending = memoryview(b"")
 
     def readable(self) -> bool:
         return True
 
     def close(self) -> None:
-        close = getattr(self._chunks, "close", None)
+        # A generator never started skips its `finally`: close the decoder itself too.
+        self._chunks.close()
+        close = getattr(self._source, "close", None)
         if close is not None:
             close()
         super().close()
@@ -216,13 +215,6 @@ class _ChunkStream(io.RawIOBase):
             chunk = next(self._chunks, None)
             if chunk is None:
                 return 0
-            self._produced += len(chunk)
-            if self._produced > self._max_size:
-                raise CorruptInput(
-                    f"{self._path}: decompressed data exceeds the limit of {self._max_size} bytes"
-                    " (a decompression bomb?)",
-                    hint=BOMB_HINT,
-                )
             self._pending = memoryview(chunk)
         n = min(len(buffer), len(self._pending))
         buffer[:n] = self._pending[:n]

@@ -8,7 +8,7 @@ import stat
 from collections.abc import Iterator
 from typing import Any
 
-from dockerify.entry import CHUNK, Entry, FileType
+from dockerify.entry import CHUNK, ChunkReader, Entry, FileType
 from dockerify.errors import DockerifyError
 
 
@@ -42,7 +42,7 @@ def data_regions(fd: int, size: int) -> tuple[tuple[int, int], ...] | None:
     return tuple(regions)
 
 
-def _reader(path: bytes, regions: tuple[tuple[int, int], ...] | None, size: int):
+def _reader(path: bytes, regions: tuple[tuple[int, int], ...] | None, size: int) -> ChunkReader:
     def read() -> Iterator[tuple[int, bytes]]:
         with open(path, "rb", buffering=0) as f:
             for offset, length in regions if regions is not None else ((0, size),):

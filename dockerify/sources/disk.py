@@ -6,19 +6,17 @@ from __future__ import annotations
 import logging
 import struct
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from dockerify.entry import Entry, FileType, path_key
 from dockerify.errors import CorruptInput
+from dockerify.sources.disklayout import BARE, DiskLayout, ExtRecord, FatRecord, PartitionRecord
 from dockerify.sources.ext4 import Ext4Reader
 from dockerify.sources.fat import FatReader
 from dockerify.sources.options import ReadOptions
 from dockerify.sources.partitions import Partition, PartitionTable, read_partition_table
 
 log = logging.getLogger("dockerify")
-
-LAYOUT_LABEL = "io.dockerify.disk-layout"
 
 
 def probe_bare_fs(head: bytes) -> str | None:
@@ -59,35 +57,6 @@ def probe_fs(f: BinaryIO, part: Partition) -> str | None:
     return None
 
 
-@dataclass
-class PartitionRecord:
-    number: int
-    start: int
-    size: int
-    type: str
-    partuuid: str
-    name: str
-    bootable: bool
-    fs: dict[str, Any] = field(default_factory=dict)
-    mountpoint: str = ""
-
-
-@dataclass
-class DiskLayout:
-    table_type: str
-    disk_id: str
-    size: int
-    partitions: list[PartitionRecord]
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> DiskLayout:
-        parts = [PartitionRecord(**p) for p in d["partitions"]]
-        return cls(d["table_type"], d["disk_id"], d["size"], parts)
-
-
 def parse_fstab(text: str) -> list[tuple[str, str, str]]:
     out = []
     for line in text.splitlines():
@@ -126,36 +95,18 @@ def _read_small(reader: Ext4Reader, wanted: bytes) -> bytes | None:
     return None
 
 
-def ext_record(reader: Ext4Reader) -> dict[str, Any]:
+def ext_record(reader: Ext4Reader) -> ExtRecord:
     i = reader.info
-    return {
-        "type": i.fs_type,
-        "uuid": i.uuid,
-        "label": i.label,
-        "features": list(i.features),
-        "block_size": i.block_size,
-        "inode_size": i.inode_size,
-        "size": i.size_bytes,
-    }
+    return ExtRecord(i.fs_type, i.uuid, i.label, tuple(i.features), i.block_size, i.inode_size, i.size_bytes)
 
 
-def fat_record(reader: FatReader) -> dict[str, Any]:
+def fat_record(reader: FatReader) -> FatRecord:
     b = reader.info
-    return {
-        "type": f"fat{b.fat_type}",
-        "volume_id": b.volume_id,
-        "label": b.label,
-        "cluster_size": b.cluster_size,
-        "size": b.size_bytes,
-    }
+    return FatRecord(f"fat{b.fat_type}", b.volume_id, b.label, b.cluster_size, b.size_bytes)
 
 
 def _without_lost_found(entries: Iterator[Entry]) -> Iterator[Entry]:
     return (e for e in entries if e.path != b"lost+found" and not e.path.startswith(b"lost+found/"))
-
-
-#: `table_type` of the layout of a bare filesystem image (no partition table around it).
-BARE = "none"
 
 
 class FilesystemSource:
@@ -169,8 +120,10 @@ class FilesystemSource:
         self.fat = FatReader(f, 0, size, name) if kind == "fat" else None
 
     def layout(self) -> DiskLayout:
-        fs = ext_record(self.ext) if self.ext is not None else fat_record(self.fat) if self.fat else {}
-        return DiskLayout(BARE, "", self.size, [PartitionRecord(0, 0, self.size, "", "", "", False, fs, "/")])
+        fs = ext_record(self.ext) if self.ext is not None else fat_record(self.fat) if self.fat else None
+        return DiskLayout(
+            BARE, "", self.size, (PartitionRecord(0, 0, self.size, "", "", "", False, fs, "/"),)
+        )
 
     def entries(self) -> Iterator[Entry]:
         if self.ext is not None:
@@ -226,15 +179,18 @@ class DiskSource:
     def layout(self) -> DiskLayout:
         records = []
         for p in self.table.partitions:
-            rec = PartitionRecord(p.number, p.start, p.size, p.type, p.partuuid, p.name, p.bootable)
+            fs: ExtRecord | FatRecord | None = None
+            mountpoint = ""
             if p is self.root_part:
-                rec.fs = ext_record(self.root)
-                rec.mountpoint = "/"
+                fs, mountpoint = ext_record(self.root), "/"
             elif p is self.boot_part and self.boot is not None:
-                rec.fs = fat_record(self.boot)
-                rec.mountpoint = self.boot_mount
-            records.append(rec)
-        return DiskLayout(self.table.type, self.table.disk_id, self.size, records)
+                fs, mountpoint = fat_record(self.boot), self.boot_mount
+            records.append(
+                PartitionRecord(
+                    p.number, p.start, p.size, p.type, p.partuuid, p.name, p.bootable, fs, mountpoint
+                )
+            )
+        return DiskLayout(self.table.type, self.table.disk_id, self.size, tuple(records))
 
     def entries(self) -> Iterator[Entry]:
         root_entries = _without_lost_found(self.root.entries())

@@ -640,6 +640,7 @@ class Ext4Reader:
                 self._checksum_failed(
                     ChecksumKind.GROUP_DESCRIPTOR, stored, computed, ino, path, f" of group {group}"
                 )
+        table: int
         (table,) = struct.unpack_from("<I", raw, pos + 0x08)
         if sb.desc_size >= 64:
             (table_hi,) = struct.unpack_from("<I", raw, pos + 0x28)
@@ -726,6 +727,7 @@ class Ext4Reader:
     def _extra_isize(self, ino: int, path: bytes, raw: bytes) -> int:
         if len(raw) <= GOOD_OLD_INODE_SIZE:
             return 0
+        extra: int
         (extra,) = struct.unpack_from("<H", raw, EXTRA_ISIZE_OFFSET)
         if extra % 4 or GOOD_OLD_INODE_SIZE + extra > len(raw):
             raise self._corrupt(f"absurd i_extra_isize {extra} for {len(raw)}-byte inodes", ino, path)

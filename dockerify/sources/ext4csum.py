@@ -99,7 +99,9 @@ def has_dirent_tail(block: bytes) -> bool:
     """A leaf block ends with a fake dirent (inode 0, rec_len 12, type 0xDE) holding the checksum."""
     tail = len(block) - DIRENT_TAIL_SIZE
     inode_nr, rec_len, name_len, file_type = struct.unpack_from("<IHBB", block, tail)
-    return inode_nr == 0 and rec_len == DIRENT_TAIL_SIZE and name_len == 0 and file_type == DIRENT_TAIL_FT
+    return bool(
+        inode_nr == 0 and rec_len == DIRENT_TAIL_SIZE and name_len == 0 and file_type == DIRENT_TAIL_FT
+    )
 
 
 def dirent_block(iseed: int, block: bytes) -> tuple[int, int]:

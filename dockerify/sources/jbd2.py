@@ -392,10 +392,12 @@ class Journal:
         return [struct.unpack_from(fmt, raw, pos)[0] for pos in range(16, count - size + 1, size)]
 
     def _tail_ok(self, geo: _Geometry, raw: bytes) -> bool:
+        stored: int
         (stored,) = struct.unpack_from(">I", raw, len(raw) - BLOCK_TAIL_SIZE)
         return stored == ext4csum.crc(geo.seed, raw[:-BLOCK_TAIL_SIZE] + b"\0\0\0\0")
 
     def _commit_ok(self, geo: _Geometry, raw: bytes) -> bool:
+        stored: int
         (stored,) = struct.unpack_from(">I", raw, COMMIT_CHECKSUM)
         zeroed = raw[:COMMIT_CHECKSUM] + b"\0\0\0\0" + raw[COMMIT_CHECKSUM + 4 :]
         return stored == ext4csum.crc(geo.seed, zeroed)

@@ -1,4 +1,5 @@
 import gzip
+import io
 import os
 import shutil
 import subprocess
@@ -62,3 +63,21 @@ def test_layer_reader_gzip_members_zstd_and_truncation() -> None:
     reader.read(10)
     reader.close()  # abandoning a reader leaves no thread behind
     assert threading.active_count() == before
+
+
+def test_a_layer_that_inflates_past_the_limit_is_refused_naming_it() -> None:
+    from dockerify.limits import DecompressionLimit
+    from dockerify.oci.compress import decompressing_reader
+
+    blob = io.BytesIO(gzip.compress(bytes(4 << 20)))
+    where = "oci:/x:v1: layer sha256:abc"
+    with pytest.raises(DecompressionLimit) as err:
+        with decompressing_reader(
+            blob, "application/vnd.oci.image.layer.v1.tar+gzip", max_size=1 << 20, where=where
+        ) as r:
+            while r.read(1 << 16):
+                pass
+    assert err.value.message.startswith(f"{where}: decompressed data exceeds the limit of {1 << 20} bytes")
+    blob.seek(0)
+    with decompressing_reader(blob, "application/vnd.oci.image.layer.v1.tar+gzip", max_size=4 << 20) as r:
+        assert len(r.read()) == 4 << 20  # exactly at the limit is fine

@@ -3,6 +3,7 @@ script's syntax."""
 
 from __future__ import annotations
 
+import bz2
 import gzip
 import lzma
 import struct
@@ -10,12 +11,14 @@ import subprocess
 import types
 
 import pytest
+import zstandard
 
 from dockerify.errors import DockerifyError
 from dockerify.exporters import kernel as k
 from dockerify.exporters.fatimg import FAT32_MIN_CLUSTERS, cluster_for, size_for
 from dockerify.exporters.sdcard import Plan, fat_uuid, parse_disk_id, rewrite_refs
 from dockerify.exporters.stage0 import _hostfwd, run_script
+from dockerify.limits import DecompressionLimit
 from dockerify.sources.disk import PartitionRecord
 from tests.conftest import REPO
 
@@ -166,3 +169,19 @@ def test_image_without_command_config() -> None:
 
     rc = run_config(types.SimpleNamespace(config={"config": None}))  # type: ignore[arg-type]
     assert rc.cmd == () and rc.created == 0
+
+
+@pytest.mark.parametrize("kind", ["gzip", "xz", "bzip2", "zstd"])
+def test_a_compressed_kernel_that_inflates_past_the_limit_is_refused(kind: str) -> None:
+    data = bytes(2 << 20)
+    packed = {
+        "gzip": lambda: gzip.compress(data),
+        "xz": lambda: lzma.compress(data, format=lzma.FORMAT_XZ),
+        "bzip2": lambda: bz2.compress(data),
+        "zstd": lambda: zstandard.ZstdCompressor().compress(data),
+    }[kind]()
+    with pytest.raises(
+        DecompressionLimit, match=f"vmlinuz: the {kind}-compressed kernel inflates past 1048576 bytes"
+    ):
+        k._decompress(kind, packed, "vmlinuz", limit=1 << 20)
+    assert k._decompress(kind, packed, "vmlinuz", limit=2 << 20) == data
