@@ -20,8 +20,10 @@ from __future__ import annotations
 import bisect
 import logging
 import os
+import queue
 import re
 import struct
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -363,6 +365,38 @@ class Populated:
     files: int = 0
 
 
+class _Writes:
+    """File data pwritten on a thread of its own (os.pwrite releases the GIL), so that parsing the
+    next entries overlaps with the writes; at most `depth` pieces (of up to 1 MiB) wait."""
+
+    def __init__(self, fd: int, depth: int = 32) -> None:
+        self.fd = fd
+        self.error: BaseException | None = None
+        self._queue: queue.Queue[tuple[memoryview, int] | None] = queue.Queue(depth)
+        self._thread = threading.Thread(target=self._loop, name="dockerify-ext4-data", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while (item := self._queue.get()) is not None:
+            if self.error is None:
+                try:
+                    os.pwrite(self.fd, *item)
+                except BaseException as e:  # raised on the main thread at the next write or close
+                    self.error = e
+
+    def write(self, data: memoryview, offset: int) -> None:
+        if self.error is not None:
+            raise self.error
+        self._queue.put((data, offset))
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+        if self.error is not None:
+            raise self.error
+
+
 class Populator:
     """Writes entries (parent before child) into the empty filesystem at `offset` of `image`."""
 
@@ -372,6 +406,7 @@ class Populator:
         self.bs = geo.block_size
         self.base = offset
         self.fd = os.open(image, os.O_RDWR)
+        self.data = _Writes(self.fd)
         self.blocks = Allocator(geo.free_blocks, "blocks")
         self.inodes = Allocator(geo.free_inodes, "inodes")
         self.freed: list[tuple[int, int]] = []
@@ -400,8 +435,11 @@ class Populator:
 
     def close(self) -> None:
         if self.fd >= 0:
-            os.close(self.fd)
-            self.fd = -1
+            try:
+                self.data.close()
+            finally:
+                os.close(self.fd)
+                self.fd = -1
 
     # -- low level
 
@@ -632,7 +670,7 @@ class Populator:
                 rl, pb, n = runs[i]
                 room = (rl + n) * bs - off
                 k = min(room, len(view))
-                os.pwrite(self.fd, view[:k], self.base + pb * bs + (off - rl * bs))
+                self.data.write(view[:k], self.base + pb * bs + (off - rl * bs))
                 view = view[k:]
                 off += k
         nblocks = sum(r[2] for r in runs)
@@ -669,6 +707,7 @@ class Populator:
 
     def finish(self) -> Populated:
         """Write the directories, link counts, bitmaps, descriptors and superblock."""
+        self.data.close()
         if self.lost_found is not None:
             buf = self._read_inode(LOST_FOUND_INO)
             e = self.lost_found
