@@ -7,10 +7,14 @@ id and label, ext4 UUID, label and features, and where the boot partition is mou
 on the command line are rewritten where the tree refers to them (cmdline.txt `root=`, /etc/fstab)
 and nowhere else.
 
-Everything happens in userspace on files: the tree is staged into a scratch directory, the FAT is
-made by mkfs.vfat and filled by mtools at its offset in the card, the root by `mke2fs -d` under
-fakeroot (so ownership, devices and xattrs survive an unprivileged run) at its offset, and the
-partition table by sfdisk. The card is sparse; it is written under a temporary name and renamed at
+Everything happens in userspace on files. The entries are read twice when the caller can give
+them anew (`EntrySource`): first for the sizes (only the boot partition's files are staged, the
+root's usage is counted from the entries), then to write the root straight into the card:
+mke2fs makes the empty filesystem at its offset and ext4populate.py lays out inodes, extents,
+directories and file data itself. Otherwise (entries read once, ext2/3, inline_data, bigalloc...)
+the whole tree is staged into a scratch directory and `mke2fs -d` reads it back, under fakeroot
+when unprivileged (ext4img.py). The FAT is made by mkfs.vfat and filled by mtools at its offset,
+the partition table by sfdisk. The card is sparse; it is written under a temporary name and renamed at
 the end, or compressed into place."""
 
 from __future__ import annotations
