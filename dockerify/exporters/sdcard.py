@@ -486,7 +486,11 @@ def _write(
             fstab: bytes | None = None
             rewritten: list[str] = []
             present: set[bytes] = set()
-            counted = RootUsage(spec.block_size, "inline_data" in features, candidates[0]) if direct else None
+            counted = None
+            if direct:
+                # Blocks as the scratch filesystem would allocate a staged sparse file's.
+                fsb = os.statvfs(scratch).f_bsize
+                counted = RootUsage(spec.block_size, "inline_data" in features, candidates[0], fsb)
             hooks = {h.encode() for h in FIRSTBOOT_HOOKS}
             with (
                 open(plan_path, "wb") as plan_file,
