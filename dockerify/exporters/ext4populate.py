@@ -55,7 +55,8 @@ SUPPORTED = frozenset(
         "metadata_csum",
         "metadata_csum_seed",
         "large_dir",
-        "needs_recovery",
+        "orphan_file",  # mke2fs's own inode and blocks, left as they are
+        "orphan_present",
     }
 )
 REQUIRED = frozenset({"extent", "filetype"})
