@@ -329,19 +329,19 @@ def _xattrs(xattrs: dict[str, bytes]) -> list[_Xattr]:
 
 
 def _xattr_region(attrs: list[_Xattr], size: int, base: int) -> bytearray | None:
-    """Entries from offset `base`, values packed at the end; value offsets counted from `base`
-    (in-inode) or 0 (block, base=32 there and offsets from the block start). None: no room."""
+    """Entries from offset `base`, values packed at the end, value offsets from the region's start
+    (in the inode the region begins at the first entry, base 0; a block's after its 32-byte
+    header, base 32). None: no room."""
     need = sum(16 + _pad4(len(a.name)) + _pad4(len(a.value)) for a in attrs) + 4
     if base + need > size:
         return None
     buf = bytearray(size)
     pos, end = base, size
-    rel = 0 if base == 32 else base
     for a in attrs:
         end -= _pad4(len(a.value))
         buf[end : end + len(a.value)] = a.value
         struct.pack_into(
-            "<BBHIII", buf, pos, len(a.name), a.index, end - rel if a.value else 0, 0, len(a.value), a.hash
+            "<BBHIII", buf, pos, len(a.name), a.index, end if a.value else 0, 0, len(a.value), a.hash
         )
         buf[pos + 16 : pos + 16 + len(a.name)] = a.name
         pos += 16 + _pad4(len(a.name))
