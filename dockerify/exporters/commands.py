@@ -165,11 +165,16 @@ def _check_options(args: argparse.Namespace) -> None:
 def export(image: Any, args: argparse.Namespace, entries: Any = None) -> dict[str, Any]:
     """Write `image` (or `entries`, its tree from elsewhere: the frontend's stage rootfs) as
     `args.format`."""
+    fmt = args.format
     if entries is None:
         from dockerify.oci.flatten import flatten
 
-        entries = flatten(image, restore_fixups=True, max_size=args.max_size)
-    fmt = args.format
+        max_size = args.max_size
+        if fmt == "sdcard":
+            # Re-readable: the SD card reads the tree twice (sizes, then the root filesystem).
+            entries = lambda: flatten(image, restore_fixups=True, max_size=max_size)  # noqa: E731
+        else:
+            entries = flatten(image, restore_fixups=True, max_size=max_size)
     if fmt == "rootfs-tar":
         from dockerify.exporters.rootfs import write_rootfs_tar
 

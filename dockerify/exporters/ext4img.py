@@ -27,7 +27,7 @@ import stat
 import sys
 import threading
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -35,6 +35,7 @@ from typing import Any, BinaryIO
 from dockerify.entry import Entry, FileType
 from dockerify.errors import CorruptInput, DockerifyError
 from dockerify.exporters.common import Warnings, display, make_parents
+from dockerify.exporters.ext4populate import SUPPORTED, OutOfSpace, populate
 from dockerify.exporters.fakeroot_apply import NO_ROOM, NoRoomError, apply_plan, run_attempts
 from dockerify.run import check_tool, run
 
@@ -234,12 +235,8 @@ class Staging:
 
     def _record(self, entry: Entry) -> None:
         xattrs = tuple(sorted(entry.xattrs.items()))
-        if xattrs:
-            # ext4 keeps small xattrs in the inode's spare room, larger ones in a block of their own.
-            room = 256 - 128 - 32 - 4
-            need = sum(16 + -(-len(k) // 4) * 4 + -(-len(v) // 4) * 4 for k, v in xattrs)
-            if need > room:
-                self.big_xattrs.append(entry.path)
+        if _big_xattrs(entry.xattrs):
+            self.big_xattrs.append(entry.path)
         self._batch.append(
             (
                 entry.path,
@@ -308,6 +305,94 @@ def measure_tree(root: Path, block_size: int, inline_data: bool, big_xattrs: int
                 usage.data_blocks += 1
     usage.data_blocks += big_xattrs
     return usage
+
+
+class RootUsage:
+    """`measure_tree`'s figures worked out from the entries alone, without a staged tree: the
+    same rules (a directory's entries with 25% slack and an htree root, a file's blocks as the
+    staging filesystem would allocate them, hard links once; devices and sockets not counted, as
+    the staging path makes those only after measuring) for the entries that end up on the root:
+    all but those under the boot partition's prefix. That prefix is known only at the end (the
+    image's /etc/fstab may say where the boot partition goes), so entries under `maybe` (where it
+    is expected) are held as small records until `usage` is asked for."""
+
+    def __init__(self, block_size: int, inline_data: bool, maybe: bytes, staging_block: int = 4096) -> None:
+        self.bs = block_size
+        self.inline = inline_data
+        self.maybe = maybe
+        self.fsb = staging_block
+        self.total = TreeUsage()
+        self.big = 0
+        self.dirents: dict[bytes, int] = {}
+        self.held: list[tuple[bytes, FileType, int, int, bool]] = []  # path, type, size, blocks, big
+
+    def add(self, entry: Entry, size: int) -> None:
+        t = entry.type
+        blocks = 0
+        if t is FileType.REG and not (self.inline and size <= 60):
+            nb = -(-self._allocated(entry, size) // self.bs)
+            blocks = nb + (nb // (self.bs // 4) + 1 if nb > 12 else 0)
+        elif t is FileType.SYMLINK and len(entry.linkname) >= 60:
+            blocks = 1
+        big = t is not FileType.HARDLINK and _big_xattrs(entry.xattrs)
+        record = (entry.path, t, size, blocks, big)
+        if entry.path.startswith(self.maybe):
+            self.held.append(record)
+        else:
+            self._count(record)
+
+    def _allocated(self, entry: Entry, size: int) -> int:
+        dense = -(-size // 512) * 512
+        if entry.sparse is None:
+            return dense
+        fsb, blocks, last = self.fsb, 0, -1
+        for off, length in entry.sparse:
+            if length <= 0:
+                continue
+            a, b = max(off // fsb, last), -(-(off + length) // fsb)
+            if b > a:
+                blocks += b - a
+                last = b
+        return min(blocks * fsb, dense)
+
+    def _count(self, record: tuple[bytes, FileType, int, int, bool]) -> None:
+        path, t, size, blocks, big = record
+        self.big += big
+        if t is FileType.DIR:
+            self.dirents.setdefault(path, 0)
+        if path == b"." or t in (FileType.CHAR, FileType.BLOCK, FileType.SOCKET):
+            return
+        parent, _, name = path.rpartition(b"/")
+        key = parent or b"."
+        self.dirents[key] = self.dirents.get(key, 0) + 8 + -(-len(name) // 4) * 4
+        if t in (FileType.REG, FileType.SYMLINK, FileType.FIFO):
+            self.total.inodes += 1
+            self.total.data_blocks += blocks
+        if t is FileType.REG:
+            self.total.bytes += size
+
+    def usage(self, prefix: bytes) -> TreeUsage:
+        """The root's figures when everything under `prefix` goes to the boot partition."""
+        for record in self.held:
+            if not record[0].startswith(prefix):
+                self._count(record)
+        self.held = []
+        out = TreeUsage(self.total.data_blocks + self.big, self.total.inodes, self.total.bytes)
+        for n in self.dirents.values():
+            out.inodes += 1
+            dirent_bytes = 24 + n
+            if not (self.inline and dirent_bytes <= 56):
+                nb = -(-(dirent_bytes * 5 // 4) // self.bs)
+                out.data_blocks += nb + (1 if nb > 1 else 0)
+        return out
+
+
+def _big_xattrs(xattrs: dict[str, bytes]) -> bool:
+    """Whether ext4 keeps these xattrs in a block of their own rather than in the inode."""
+    if not xattrs:
+        return False
+    room = 256 - 128 - 32 - 4
+    return sum(16 + -(-len(k) // 4) * 4 + -(-len(v) // 4) * 4 for k, v in xattrs.items()) > room
 
 
 _DUMPE2FS = re.compile(rb"^(Block count|Free blocks|Inode count):\s+(\d+)", re.M)
@@ -433,6 +518,50 @@ def make_ext4(
         raise DockerifyError("making the root filesystem failed: " + "; ".join(tail))
     index = json.loads(proc.stdout)["attempt"]
     return Ext4Result(sizes[index], inodes, index + 1)
+
+
+def direct_unsupported(spec: Ext4Spec) -> str | None:
+    """Why the direct writer (ext4populate.py) cannot make this filesystem, or None. Checked
+    again on the made filesystem's features; this spares reading the tree for nothing."""
+    if spec.fs_type != "ext4":
+        return f"{spec.fs_type} (no extents)"
+    if spec.features is not None:
+        unknown = sorted(set(spec.features) - SUPPORTED)
+        if unknown:
+            return "features " + ",".join(unknown)
+        if "extent" not in spec.features and "extents" not in spec.features:
+            return "no extents"
+    if spec.inode_size < 256:
+        return f"{spec.inode_size}-byte inodes"
+    return None
+
+
+def make_ext4_direct(
+    spec: Ext4Spec,
+    image: Path,
+    offset: int,
+    sizes: list[int],
+    inodes: int,
+    entries: Callable[[], Iterable[tuple[Entry, bytes | None]]],
+) -> Ext4Result:
+    """mke2fs the empty filesystem into `image` at `offset` with the options `make_ext4` uses,
+    minus -d, then write `entries` into it directly; each of `sizes` in turn until the tree fits.
+    Raises ext4populate.Unsupported for a layout the writer does not handle."""
+    check_tool("mke2fs")
+    env = {"E2FSPROGS_FAKE_TIME": str(spec.epoch)} if spec.epoch else {}
+    for index, size in enumerate(sizes):
+        with open(image, "r+b") as f:
+            f.truncate(offset)  # zeros again after a try that did not fit
+            f.truncate(offset + size)
+        cmd = ["mke2fs", "-q", "-F", *spec.options(max(inodes, 0), (f"offset={offset}",))]
+        run([*cmd, str(image), f"{size // 1024}k"], env=env)
+        try:
+            populate(str(image), offset, entries())
+        except OutOfSpace as e:
+            log.debug("root filesystem of %d MiB: out of %s; trying the next size", size >> 20, e)
+            continue
+        return Ext4Result(size, inodes, index + 1)
+    raise NoRoom(sizes[-1])
 
 
 def _apply_as_root(staging: Path, plan_path: Path, skip: tuple[bytes, ...]) -> bool:

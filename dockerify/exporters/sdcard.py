@@ -7,10 +7,14 @@ id and label, ext4 UUID, label and features, and where the boot partition is mou
 on the command line are rewritten where the tree refers to them (cmdline.txt `root=`, /etc/fstab)
 and nowhere else.
 
-Everything happens in userspace on files: the tree is staged into a scratch directory, the FAT is
-made by mkfs.vfat and filled by mtools at its offset in the card, the root by `mke2fs -d` under
-fakeroot (so ownership, devices and xattrs survive an unprivileged run) at its offset, and the
-partition table by sfdisk. The card is sparse; it is written under a temporary name and renamed at
+Everything happens in userspace on files. The entries are read twice when the caller can give
+them anew (`EntrySource`): first for the sizes (only the boot partition's files are staged, the
+root's usage is counted from the entries), then to write the root straight into the card:
+mke2fs makes the empty filesystem at its offset and ext4populate.py lays out inodes, extents,
+directories and file data itself. Otherwise (entries read once, ext2/3, inline_data, bigalloc...)
+the whole tree is staged into a scratch directory and `mke2fs -d` reads it back, under fakeroot
+when unprivileged (ext4img.py). The FAT is made by mkfs.vfat and filled by mtools at its offset,
+the partition table by sfdisk. The card is sparse; it is written under a temporary name and renamed at
 the end, or compressed into place."""
 
 from __future__ import annotations
@@ -20,8 +24,8 @@ import logging
 import os
 import re
 import uuid
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +44,17 @@ from dockerify.exporters.common import (
 from dockerify.exporters.ext4img import (
     Ext4Spec,
     NoRoom,
+    RootUsage,
     Staging,
+    direct_unsupported,
     make_ext4,
+    make_ext4_direct,
     measure_tree,
     min_inodes,
     round_mib,
     size_estimate,
 )
+from dockerify.exporters.ext4populate import Unsupported
 from dockerify.exporters.ext4times import settle_ctimes
 from dockerify.exporters.fatimg import FatSpec, check_names, cluster_for, make_fat, needed_size
 from dockerify.oci.select import Image
@@ -341,8 +349,8 @@ def _boot_mtimes(boot_dir: Path, meta: dict[bytes, _BootMeta], prefix: bytes) ->
             os.utime(full, ns=(ns, ns), follow_symlinks=False)
 
 
-def _add_firstboot_hook(staging: Path, boot_dir: Path, warnings: Warnings) -> str | None:
-    hook = next((h for h in FIRSTBOOT_HOOKS if (staging / h).exists() or (staging / h).is_symlink()), None)
+def _add_firstboot_hook(has: Callable[[bytes], bool], boot_dir: Path, warnings: Warnings) -> str | None:
+    hook = next((h for h in FIRSTBOOT_HOOKS if has(h.encode())), None)
     cmdline = boot_dir / "cmdline.txt"
     if hook is None or not cmdline.is_file():
         warnings.add(
@@ -394,71 +402,149 @@ def _root_sizes(plan: Plan, opts: CardOptions, needed: int) -> tuple[list[int], 
     return [size, round_mib(size + size // 10)], "content + 20% + 64 MiB"
 
 
-def write_sdcard(image: Image, entries: Iterable[Entry], output: str, opts: CardOptions) -> CardResult:
-    for tool in (
-        "mke2fs",
-        "dumpe2fs",
-        "mkfs.vfat",
-        "mcopy",
-        "mattrib",
-        "sfdisk",
-        *(() if os.geteuid() == 0 else ("fakeroot",)),
-    ):
+#: The entries of the tree: an iterable read once, or a function giving them anew on each call
+#: (the fast path reads them twice: sizes first, then the root filesystem straight from them).
+EntrySource = Iterable[Entry] | Callable[[], Iterable[Entry]]
+
+
+def write_sdcard(image: Image, entries: EntrySource, output: str, opts: CardOptions) -> CardResult:
+    """Write the card. With re-readable `entries` the root filesystem is written directly into
+    the card (ext4populate.py); otherwise, or for a layout that writer does not handle (ext2/3,
+    inline_data, bigalloc, ...), the tree is staged and `mke2fs -d` reads it back."""
+    for tool in ("mke2fs", "dumpe2fs", "mkfs.vfat", "mcopy", "mattrib", "sfdisk"):
         check_tool(tool)
     kind = compression_for(output, opts.compression)
+    out_dir = Path(output).resolve().parent
+    if not out_dir.is_dir():
+        raise DockerifyError(f"{output}: directory {out_dir} does not exist")
+    if callable(entries):
+        try:
+            return _write(image, entries, output, opts, kind, direct=True)
+        except Unsupported as e:
+            log.debug("%s: root filesystem: staged tree and mke2fs -d (the direct writer: %s)", output, e)
+        once: Iterable[Entry] = entries()
+    else:
+        log.debug("%s: root filesystem: staged tree and mke2fs -d (the entries can be read once)", output)
+        once = entries
+    if os.geteuid() != 0:
+        check_tool("fakeroot")
+    return _write(image, lambda: once, output, opts, kind, direct=False)
+
+
+def _under(path: bytes, prefixes: tuple[bytes, ...]) -> bool:
+    return path.startswith(prefixes) or path + b"/" in prefixes
+
+
+def _write(
+    image: Image,
+    entries: Callable[[], Iterable[Entry]],
+    output: str,
+    opts: CardOptions,
+    kind: str,
+    direct: bool,
+) -> CardResult:
     warnings = Warnings(output)
     plan = make_plan(image, opts, warnings)
     rc = run_config(image)
     epoch = rc.created
     newest = 0  # the newest mtime: the filesystems' times when the image records no creation time
-    out_dir = Path(output).resolve().parent
-    if not out_dir.is_dir():
-        raise DockerifyError(f"{output}: directory {out_dir} does not exist")
+    spec = Ext4Spec(
+        fs_type=plan.ext.get("type", "ext4"),
+        features=tuple(plan.ext["features"]) if plan.ext.get("features") else None,
+        block_size=int(plan.ext.get("block_size") or 4096),
+        inode_size=int(plan.ext.get("inode_size") or 256),
+        label=plan.ext.get("label", "rootfs"),
+        uuid=plan.ext["uuid"],
+    )
+    features = set(spec.features or ())
+    if direct:
+        why = direct_unsupported(spec)
+        if why:
+            raise Unsupported(why)
     with scratch_dir("dockerify-card-") as scratch:
         staged = scratch / "root"
-        staged.mkdir(mode=0o700)
         plan_path = scratch / "plan"
-        candidates = (plan.mount.strip("/").encode() + b"/",) if plan.mount else (b"",)
-        meta: dict[bytes, _BootMeta] = {}
-        fstab: bytes | None = None
-        rewritten: list[str] = []
         cmdline_paths = (
             {plan.mount.strip("/").encode() + b"/cmdline.txt"}
             if plan.mount
             else {b"boot/cmdline.txt", b"boot/firmware/cmdline.txt"}
         )
-        with (
-            open(plan_path, "wb") as plan_file,
-            contextlib.closing(Staging(staged, plan_file, warnings)) as staging,
-        ):
-            for entry in entries:
-                newest = max(newest, entry.mtime)
-                content = None
-                if entry.path in cmdline_paths or entry.path == b"etc/fstab":
-                    if entry.type is FileType.REG and entry.size <= 1 << 20:
-                        data = entry.read_all()
-                        if entry.path == b"etc/fstab":
-                            fstab = data
-                        content = rewrite_refs(data, plan)
-                        if content != data:
-                            rewritten.append(display(entry.path))
-                if entry.path.startswith(candidates) or entry.path + b"/" in candidates:
-                    meta[entry.path] = _BootMeta(
-                        entry.type, entry.mode, entry.uid, entry.gid, entry.mtime, bool(entry.xattrs)
-                    )
-                staging.add(entry, content)
-            mount = plan.mount or _decide_mount(fstab)
-            mount_rel = mount.strip("/").encode()
-            staging.sync()  # all written: the tree can be looked at
-            if not os.path.isdir(staging.full(mount_rel)):
-                # The mount point must exist on the root filesystem even when the image lacks it.
-                parts = mount_rel.split(b"/")
-                for i in range(1, len(parts) + 1):
-                    p = b"/".join(parts[:i])
-                    if not os.path.isdir(staging.full(p)):
-                        staging.add(Entry(path=p, type=FileType.DIR, mode=0o755, mtime=epoch))
-            staging.flush()
-            staging.sync()
+        # Where the boot partition's files are, as far as known before reading the tree; the
+        # direct path stages only those (and counts the rest), the staging path everything.
+        guess = plan.mount or "/boot"
+        while True:
+            staged.mkdir(mode=0o700)
+            stage_only: tuple[bytes, ...] | None = None
+            if direct:
+                candidates: tuple[bytes, ...] = (guess.strip("/").encode() + b"/",)
+                stage_only = candidates
+            else:
+                candidates = (plan.mount.strip("/").encode() + b"/",) if plan.mount else (b"",)
+            meta: dict[bytes, _BootMeta] = {}
+            fstab: bytes | None = None
+            rewritten: list[str] = []
+            present: set[bytes] = set()
+            counted = None
+            if direct:
+                # Blocks as the scratch filesystem would allocate a staged sparse file's.
+                fsb = os.statvfs(scratch).f_bsize
+                counted = RootUsage(spec.block_size, "inline_data" in features, candidates[0], fsb)
+            hooks = {h.encode() for h in FIRSTBOOT_HOOKS}
+            with (
+                open(plan_path, "wb") as plan_file,
+                contextlib.closing(Staging(staged, plan_file, warnings)) as staging,
+            ):
+                for entry in entries():
+                    newest = max(newest, entry.mtime)
+                    content = None
+                    if entry.path in cmdline_paths or entry.path == b"etc/fstab":
+                        if entry.type is FileType.REG and entry.size <= 1 << 20:
+                            data = entry.read_all()
+                            if entry.path == b"etc/fstab":
+                                fstab = data
+                            content = rewrite_refs(data, plan)
+                            if content != data:
+                                rewritten.append(display(entry.path))
+                    if _under(entry.path, candidates):
+                        meta[entry.path] = _BootMeta(
+                            entry.type, entry.mode, entry.uid, entry.gid, entry.mtime, bool(entry.xattrs)
+                        )
+                    if entry.path in hooks:
+                        present.add(entry.path)
+                    if counted is not None:
+                        if entry.type is FileType.DIR:
+                            present.add(entry.path)
+                        counted.add(entry, len(content) if content is not None else entry.size)
+                    if stage_only is None or _under(entry.path, stage_only):
+                        staging.add(entry, content)
+                mount = plan.mount or _decide_mount(fstab)
+                mount_rel = mount.strip("/").encode()
+                staging.sync()  # all written: the tree can be looked at
+                missing = []
+
+                def exists(
+                    p: bytes, present: set[bytes] = present, direct: bool = counted is not None
+                ) -> bool:
+                    return p in present if direct else os.path.isdir(staging.full(p))
+
+                if not exists(mount_rel):
+                    # The mount point must exist on the root filesystem even when the image lacks it.
+                    parts = mount_rel.split(b"/")
+                    for i in range(1, len(parts) + 1):
+                        p = b"/".join(parts[:i])
+                        if not exists(p):
+                            d = Entry(path=p, type=FileType.DIR, mode=0o755, mtime=epoch)
+                            missing.append(d)
+                            staging.add(d)
+                            if counted is not None:
+                                counted.add(d, 0)
+                staging.flush()
+                staging.sync()
+            if stage_only is None or _under(mount_rel, stage_only) or mount_rel + b"/" == stage_only[0]:
+                break
+            # /etc/fstab puts the boot partition elsewhere: read the tree again, staging that.
+            remove_tree(staged)
+            guess = mount
         if plan.old["root_uuid"] != plan.new["root_uuid"] or plan.old["disk_id"] != plan.new["disk_id"]:
             if not rewritten and plan.recorded:
                 warnings.add("changed ids are referenced by neither /etc/fstab nor cmdline.txt", mount)
@@ -469,7 +555,14 @@ def write_sdcard(image: Image, entries: Iterable[Entry], output: str, opts: Card
         os.mkdir(mount_full, 0o700)
         read_only = _fat_warnings(meta, prefix, warnings)
         check_names(boot_dir, warnings, mount)
-        hook = _add_firstboot_hook(staged, boot_dir, warnings) if opts.shrink else None
+
+        def has_hook(h: bytes) -> bool:
+            if counted is not None:
+                return h in present
+            full = staged / os.fsdecode(h)
+            return full.exists() or full.is_symlink()
+
+        hook = _add_firstboot_hook(has_hook, boot_dir, warnings) if opts.shrink else None
         _boot_mtimes(boot_dir, meta, prefix)
 
         # ---- sizes (all decided before the output is touched)
@@ -489,22 +582,16 @@ def write_sdcard(image: Image, entries: Iterable[Entry], output: str, opts: Card
             boot_size = round_mib(boot_need + boot_need // 5 + BOOT_HEADROOM)
         if not plan.fat.get("cluster_size"):
             cluster = cluster_for(boot_size)
-        spec = Ext4Spec(
-            fs_type=plan.ext.get("type", "ext4"),
-            features=tuple(plan.ext["features"]) if plan.ext.get("features") else None,
-            block_size=int(plan.ext.get("block_size") or 4096),
-            inode_size=int(plan.ext.get("inode_size") or 256),
-            label=plan.ext.get("label", "rootfs"),
-            uuid=plan.ext["uuid"],
-            epoch=epoch or newest or 1,  # never "now": the same image gives the same card
-        )
-        features = set(spec.features or ())
-        usage = measure_tree(
-            staged,
-            spec.block_size,
-            "inline_data" in features,
-            sum(1 for p in staging.big_xattrs if not p.startswith(prefix)),
-        )
+        spec = replace(spec, epoch=epoch or newest or 1)  # never "now": the same image, the same card
+        if counted is not None:
+            usage = counted.usage(prefix)
+        else:
+            usage = measure_tree(
+                staged,
+                spec.block_size,
+                "inline_data" in features,
+                sum(1 for p in staging.big_xattrs if not p.startswith(prefix)),
+            )
         needed = size_estimate(spec, usage, scratch)
         sizes, how = _root_sizes(plan, opts, needed)
         inodes = min_inodes(usage)
@@ -541,7 +628,25 @@ def write_sdcard(image: Image, entries: Iterable[Entry], output: str, opts: Card
                 )
                 remove_tree(boot_dir)
                 try:
-                    ext = make_ext4(spec, staged, plan_path, raw, root_start, sizes, inodes, (prefix,))
+                    if counted is not None:
+                        remove_tree(staged)
+
+                        def root_entries() -> Iterator[tuple[Entry, bytes | None]]:
+                            for d in missing:  # before their children, which only the boot has
+                                yield d, None
+                            for entry in entries():
+                                if entry.path.startswith(prefix):
+                                    continue
+                                content = None
+                                if entry.path in cmdline_paths or entry.path == b"etc/fstab":
+                                    if entry.type is FileType.REG and entry.size <= 1 << 20:
+                                        content = rewrite_refs(entry.read_all(), plan)
+                                yield entry, content
+
+                        ext = make_ext4_direct(spec, raw, root_start, sizes, inodes, root_entries)
+                        log.debug("%s: root filesystem: written directly, no staging tree", output)
+                    else:
+                        ext = make_ext4(spec, staged, plan_path, raw, root_start, sizes, inodes, (prefix,))
                 except NoRoom:
                     raise DockerifyError(
                         f"the root filesystem did not fit in {sizes[-1] >> 20} MiB (estimated need {needed >> 20} MiB)",
@@ -554,8 +659,8 @@ def write_sdcard(image: Image, entries: Iterable[Entry], output: str, opts: Card
                     )
                 remove_tree(staged)
                 total = root_start + ext.size + tail
-                with open(raw, "r+b") as f:
-                    f.truncate(total)
+                with open(raw, "r+b") as g:
+                    g.truncate(total)
                 run(
                     [
                         "sfdisk",
