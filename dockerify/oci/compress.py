@@ -21,6 +21,8 @@ from typing import Any, BinaryIO, Protocol
 
 import zstandard
 
+from dockerify.errors import CorruptInput
+
 _isal: Any
 try:  # ISA-L's deflate/inflate: the same formats, several times faster than zlib
     from isal import isal_zlib as _isal
@@ -174,8 +176,6 @@ def _gunzip(f: BinaryIO) -> Iterator[bytes]:
             yield out
             out = d.decompress(d.unconsumed_tail, _READ) if d.unconsumed_tail else b""
     if not d.eof:
-        from dockerify.errors import CorruptInput
-
         raise CorruptInput("layer: gzip data ends early (truncated blob?)")
 
 

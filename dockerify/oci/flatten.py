@@ -13,7 +13,6 @@ import heapq
 from collections.abc import Iterator
 
 from dockerify.entry import Entry, FileType, path_key
-from dockerify.fixups import restore_preload
 from dockerify.oci.compress import decompressing_reader
 from dockerify.oci.model import Descriptor
 from dockerify.oci.select import Image
@@ -157,11 +156,10 @@ def _release(path: bytes, waiting: dict[bytes, list[Entry]], given: set[bytes]) 
         yield from _release(link.path, waiting, given)
 
 
-def flatten(image: Image, *, restore_fixups: bool = False) -> Iterator[Entry]:
-    """The image's root filesystem, parents before children. With `restore_fixups`, changes the
-    builder made for emulation (see fixups.py) are undone, giving back the source tree."""
+def flatten(image: Image) -> Iterator[Entry]:
+    """The image's root filesystem, parents before children, as the layers hold it (the changes
+    the builder made for emulation are undone by `dockerify.fixups.restore_tree`)."""
     layers = image.layers
-    labels = image.labels
     if len(layers) == 1:
         stream: Iterator[Entry] = (
             e for e in _layer_entries(image, layers[0]) if not _split(e.path)[1].startswith(WHITEOUT)
@@ -174,10 +172,7 @@ def flatten(image: Image, *, restore_fixups: bool = False) -> Iterator[Entry]:
             # Layers in no particular order (some tools write them so): layer by layer, with the
             # surviving directories first so that parents still come before children.
             stream = _unsorted(image, found)
-    for entry in stream:
-        if restore_fixups:
-            entry = restore_preload(entry, labels)
-        yield entry
+    yield from stream
 
 
 def _unsorted(image: Image, found: Survivors) -> Iterator[Entry]:

@@ -8,11 +8,12 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from dockerify import umask
 from dockerify.errors import CorruptInput, DockerifyError, NotFound
+from dockerify.oci.image import rfc3339
 from dockerify.oci.model import OCI_MANIFEST, SDCARD_ARTIFACT_TYPE, Descriptor, canonical_json
 from dockerify.platform import Platform
 from dockerify.progress import Progress
@@ -108,8 +109,6 @@ def push_artifact(
     if platform is not None:
         notes[PLATFORM] = str(platform)
     if os.environ.get("SOURCE_DATE_EPOCH", "").isdigit():
-        from dockerify.oci.image import rfc3339
-
         notes[CREATED] = rfc3339(int(os.environ["SOURCE_DATE_EPOCH"]))
     notes.update(annotations or {})
     manifest = artifact_manifest(layer, artifact_type, notes, subject)
@@ -166,7 +165,7 @@ def pull_artifact(
         dest = dest / name
     if not dest.parent.is_dir():
         raise NotFound(f"{dest.parent}: no such directory")
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.tmp-")
+    fd, tmp = umask.mkstemp(dir=dest.parent, prefix=f".{dest.name}.tmp-")
     os.close(fd)
     progress = progress or Progress(quiet=True)
     try:

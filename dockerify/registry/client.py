@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import json as _json
 import logging
 import os
 import random
@@ -353,8 +354,6 @@ class RegistryClient(oras.provider.Registry):
     ) -> requests.Response:
         """oras-py's request hook, routed through `request` so its helpers share our auth and retries."""
         if json is not None:
-            import json as _json
-
             data = _json.dumps(json).encode()
         return self.request(
             method, url, headers=headers, body=data if isinstance(data, bytes) else None, stream=stream

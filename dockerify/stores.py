@@ -1,4 +1,5 @@
-"""Opening an image reference on this machine: an OCI layout, an archive, or the Docker daemon."""
+"""The one map from a transport prefix to where an image is: an OCI layout, an archive, the Docker
+daemon or a registry (pulled into a temporary layout)."""
 
 from __future__ import annotations
 
@@ -49,7 +50,8 @@ def open_layout(ref: ImageRef) -> Iterator[tuple[Layout, Descriptor]]:
             archive.unlink()
             yield docker_archive_to_layout(unpacked, str(ref))
         else:
-            from dockerify.registry import pull_to_layout  # registry support lives in its own package
+            # The registry client needs oras and requests, which the frontend image does not have.
+            from dockerify.registry.pull import pull_to_layout
 
             yield pull_to_layout(ref.path, root)
 
