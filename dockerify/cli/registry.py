@@ -366,7 +366,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "push", help="push an image (oci:, oci-archive:, docker-archive:, docker-daemon:) to a registry"
     )
-    p.add_argument("source", metavar="SRC")
+    p.add_argument(
+        "source",
+        metavar="SRC",
+        help="the image to push: oci:, oci-archive:, docker-archive:, a daemon NAME or a registry",
+    )
     p.add_argument("reference", metavar="REF", help="REGISTRY/REPO[:TAG]")
     p.add_argument("--platform", help="push only this platform of a multi-platform image")
     p.add_argument(
@@ -388,8 +392,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "pull",
         help="pull an image from a registry into oci:, oci-archive:, docker-archive: or docker-daemon:",
     )
-    p.add_argument("reference", metavar="REF")
-    p.add_argument("dest", metavar="DEST")
+    p.add_argument("reference", metavar="REF", help="HOST/REPO[:TAG|@DIGEST] to pull")
+    p.add_argument(
+        "dest",
+        metavar="DEST",
+        help="oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE or docker-daemon:NAME",
+    )
     p.add_argument("--platform", help="pull only this platform of a multi-platform image")
     p.add_argument(
         "--verify-key",
@@ -403,15 +411,22 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=cmd_pull)
 
     p = sub.add_parser("push-artifact", help="push a file (e.g. an SD-card image) as an OCI artifact")
-    p.add_argument("file", metavar="FILE")
-    p.add_argument("reference", metavar="REF")
+    p.add_argument("file", metavar="FILE", help="the file to push")
+    p.add_argument("reference", metavar="REF", help="HOST/REPO:TAG to push it to")
     p.add_argument(
         "--artifact-type",
         default=SDCARD_ARTIFACT_TYPE,
         metavar="TYPE",
         help=f"default {SDCARD_ARTIFACT_TYPE}",
     )
-    p.add_argument("--annotation", action="append", default=[], type=_annotation, metavar="K=V")
+    p.add_argument(
+        "--annotation",
+        action="append",
+        default=[],
+        type=_annotation,
+        metavar="K=V",
+        help="a manifest annotation (repeatable)",
+    )
     p.add_argument("--platform", help="the platform the file is for (an annotation)")
     p.add_argument("--title", help="file name recorded in the artifact (default: FILE's name)")
     p.add_argument("--media-type", help="layer media type (default from the file's compression)")
@@ -422,7 +437,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=cmd_push_artifact)
 
     p = sub.add_parser("pull-artifact", help="pull a one-file OCI artifact")
-    p.add_argument("reference", metavar="REF")
+    p.add_argument("reference", metavar="REF", help="HOST/REPO[:TAG|@DIGEST] of the artifact")
     p.add_argument("dest", metavar="DEST", help="a file name, or a directory to use the artifact's title")
     json_flag(p)
     _registry_flags(p)
@@ -455,7 +470,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=cmd_keygen)
 
     p = sub.add_parser("sign", help="sign an image (registry or oci:DIR) in cosign's format")
-    p.add_argument("reference", metavar="REF")
+    p.add_argument(
+        "reference", metavar="REF", help="the image: HOST/REPO[:TAG], oci:DIR[:TAG] or a layout's path"
+    )
     p.add_argument(
         "--key",
         required=True,
@@ -480,7 +497,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.set_defaults(func=cmd_sign)
 
     p = sub.add_parser("verify", help="verify an image's cosign signature with a public key")
-    p.add_argument("reference", metavar="REF")
+    p.add_argument(
+        "reference", metavar="REF", help="the image: HOST/REPO[:TAG], oci:DIR[:TAG], oci-archive:FILE"
+    )
     p.add_argument("--key", required=True, metavar="PUB", help="public key (PEM)")
     p.add_argument("--recursive", action="store_true", help="also verify every platform manifest of an index")
     json_flag(p)
@@ -493,7 +512,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         help="an SPDX 2.3 JSON SBOM from a tree's dpkg database (disk image, tarball, directory or image); "
         "--attest attaches it to the image as a signed attestation",
     )
-    p.add_argument("target", metavar="SOURCE|IMAGE")
+    p.add_argument(
+        "target", metavar="SOURCE|IMAGE", help="a disk image, tarball or directory, or an image (see README)"
+    )
     p.add_argument("--platform", help="the platform of an image that holds several")
     p.add_argument("-o", "--output", metavar="FILE", help="write the SBOM here instead of stdout")
     p.add_argument(
@@ -511,7 +532,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p = sub.add_parser(
         "verify-attestation", help="verify an image's attestations (cosign's format) with a public key"
     )
-    p.add_argument("reference", metavar="REF")
+    p.add_argument("reference", metavar="REF", help="the image: HOST/REPO[:TAG] or oci:DIR[:TAG]")
     p.add_argument("--key", required=True, metavar="PUB", help="public key (PEM)")
     p.add_argument(
         "--type",

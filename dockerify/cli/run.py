@@ -65,11 +65,16 @@ def _run_args(p: argparse.ArgumentParser, default_image: str | None) -> None:
     )
     if default_image:
         p.add_argument(
-            "image", nargs="?", default=default_image, help=f"image in the daemon (default {default_image})"
+            "image",
+            nargs="?",
+            default=default_image,
+            help=f"NAME[:TAG] in the daemon, or any image (default {default_image})",
         )
     else:
         p.add_argument(
-            "image", metavar="IMAGE", help="image in the daemon (a NAME[:TAG] as docker run takes)"
+            "image",
+            metavar="IMAGE",
+            help="NAME[:TAG] in the daemon, or any image (loaded into the daemon first)",
         )
     p.add_argument(
         "command", nargs=argparse.REMAINDER, metavar="COMMAND", help="command and arguments to run in it"
