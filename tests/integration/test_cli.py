@@ -300,3 +300,20 @@ def test_pi_without_bash_starts_sh(tmp_path: Path, docker_daemon: str) -> None:
     assert proc.returncode == 0, proc.stderr
     assert proc.stderr.strip() == "pi: dockerify-cli/nobash:v1 has no bash; starting /bin/sh"
     assert "executable file not found" not in proc.stderr
+
+
+def test_bash_completion_completes_commands_and_options(tmp_path: Path) -> None:
+    script = dockerify("completion", "bash").stdout
+    assert "complete" in script and "export" in script
+    (tmp_path / "c.sh").write_text(script)
+    # Ask bash itself what `dockerify exp<TAB>` and `dockerify export --for<TAB>` complete to.
+    probe = (
+        f"source {tmp_path / 'c.sh'}; "
+        "f=$(complete -p dockerify | sed -E 's/.*-F ([^ ]+).*/\\1/'); "
+        "COMP_WORDS=(dockerify exp); COMP_CWORD=1; COMP_LINE='dockerify exp'; COMP_POINT=13; "
+        '$f dockerify exp dockerify; echo "${COMPREPLY[@]}"; '
+        "COMP_WORDS=(dockerify export --for); COMP_CWORD=2; COMP_LINE='dockerify export --for'; "
+        'COMP_POINT=22; $f dockerify --for export; echo "${COMPREPLY[@]}"'
+    )
+    out = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, check=True).stdout.split("\n")
+    assert "export" in out[0].split() and "--format" in out[1].split(), out

@@ -19,6 +19,7 @@ OPTIONAL = {
     "python_on_whales": "the docker CLI wrapper: only `run`, `pi` and the daemon",
     "tqdm": "progress bars: only on a terminal",
     "nacl": "PyNaCl: only scrypt-encrypted cosign keys",
+    "shtab": "the completion generator: only `dockerify completion`",
     "dockerify.registry": "the registry client needs oras and requests (not in the frontend image)",
     "dockerify.trust.keys": "signing keys need cryptography (not in the frontend image)",
     "dockerify.frontend.gateway": "grpcio: only the frontend's gateway, not its exec ops",
@@ -165,5 +166,5 @@ def test_core_and_cli_load_without_optional_dependencies() -> None:
             [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
         ).stdout.split()
     )
-    absent = {"oras", "requests", "cryptography", "nacl", "docker", "python_on_whales", "tqdm", "grpc"}
+    absent = {"oras", "requests", "cryptography", "nacl", "docker", "python_on_whales", "tqdm", "grpc", "shtab"}
     assert not loaded & absent, loaded & absent
