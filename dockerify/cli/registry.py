@@ -415,9 +415,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("reference", metavar="REF", help="HOST/REPO:TAG to push it to")
     p.add_argument(
         "--artifact-type",
-        default=SDCARD_ARTIFACT_TYPE,
         metavar="TYPE",
-        help=f"default {SDCARD_ARTIFACT_TYPE}",
+        help=f"the manifest's artifactType (default from the content: {SDCARD_ARTIFACT_TYPE} for a "
+        "disk image, application/vnd.dockerify.file.v1 for anything else)",
     )
     p.add_argument(
         "--annotation",
@@ -429,7 +429,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     p.add_argument("--platform", help="the platform the file is for (an annotation)")
     p.add_argument("--title", help="file name recorded in the artifact (default: FILE's name)")
-    p.add_argument("--media-type", help="layer media type (default from the file's compression)")
+    p.add_argument(
+        "--media-type",
+        help="layer media type (default from the content: an SD card, cpio, tar or octet-stream, "
+        "with the compression as a suffix, e.g. +xz)",
+    )
     json_flag(p)
     _registry_flags(p)
     _chunk_flag(p)

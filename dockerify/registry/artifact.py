@@ -4,12 +4,19 @@ platform and size; pulled back byte for byte."""
 
 from __future__ import annotations
 
+import bz2
 import contextlib
+import gzip
 import hashlib
 import json
+import lzma
 import os
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import zstandard
 
 from dockerify import umask
 from dockerify.errors import CorruptInput, DockerifyError, NotFound
@@ -38,14 +45,51 @@ _MAGIC = (
 )
 
 
-def layer_media_type(path: Path, base: str = SDCARD_LAYER_TYPE) -> str:
-    """`base` with a suffix naming the file's compression, from its magic bytes."""
+FILE_ARTIFACT_TYPE = "application/vnd.dockerify.file.v1"
+_OPENERS: dict[str, Callable[[Path], Any]] = {
+    "+xz": lzma.open,
+    "+gzip": gzip.open,
+    "+bzip2": bz2.open,  # binary mode is these openers' default
+    "+zstd": lambda p: zstandard.ZstdDecompressor().stream_reader(open(p, "rb"), closefd=True),
+}
+
+
+def _compression(path: Path) -> str:
     with open(path, "rb") as f:
         head = f.read(8)
-    for magic, suffix in _MAGIC:
-        if head.startswith(magic):
-            return base + suffix
-    return base
+    return next((suffix for magic, suffix in _MAGIC if head.startswith(magic)), "")
+
+
+def _content_head(path: Path, suffix: str, size: int = 4096) -> bytes:
+    """The first bytes of the file's content, decompressed; b"" where they cannot be read."""
+    try:
+        if suffix == "+zip":
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+                return z.open(names[0]).read(size) if names else b""
+        with _OPENERS[suffix](path) if suffix else open(path, "rb") as f:
+            return bytes(f.read(size))
+    except (OSError, EOFError, ValueError, lzma.LZMAError, zipfile.BadZipFile, zstandard.ZstdError):
+        return b""
+
+
+def content_types(path: Path) -> tuple[str, str]:
+    """(layer media type, artifact type) from what the file holds: a disk image (an MBR or GPT)
+    is an SD card; a cpio archive, a tar or anything else is named as what it is. The layer
+    type carries the compression as a suffix (+xz, +gzip, ...)."""
+    suffix = _compression(path)
+    head = _content_head(path, suffix)
+    if head[510:512] == b"\x55\xaa" or head[512:520] == b"EFI PART":
+        return SDCARD_LAYER_TYPE + suffix, SDCARD_ARTIFACT_TYPE
+    if head[:6] in (b"070701", b"070702", b"070707"):
+        return "application/x-cpio" + suffix, FILE_ARTIFACT_TYPE
+    if head[257:262] == b"ustar":
+        return "application/x-tar" + suffix, FILE_ARTIFACT_TYPE
+    return "application/octet-stream" + suffix, FILE_ARTIFACT_TYPE
+
+
+def layer_media_type(path: Path) -> str:
+    return content_types(path)[0]
 
 
 def _hash_file(path: Path) -> tuple[str, int]:
@@ -84,7 +128,7 @@ def artifact_manifest(
 def push_artifact(
     path: str | Path,
     reference: str | Reference,
-    artifact_type: str = SDCARD_ARTIFACT_TYPE,
+    artifact_type: str | None = None,
     annotations: dict[str, str] | None = None,
     platform: Platform | None = None,
     media_type: str | None = None,
@@ -98,13 +142,15 @@ def push_artifact(
     ref = parse_reference(reference) if isinstance(reference, str) else reference
     if not path.is_file():
         raise NotFound(f"{path}: no such file")
-    if not artifact_type or "/" not in artifact_type:
+    detected_layer, detected_type = content_types(path)
+    artifact_type = artifact_type or detected_type
+    if "/" not in artifact_type:
         raise DockerifyError(
             f"--artifact-type {artifact_type!r} is not a media type", hint=f"e.g. {SDCARD_ARTIFACT_TYPE}"
         )
     digest, size = _hash_file(path)
     name = title or path.name
-    layer = Descriptor(media_type or layer_media_type(path), digest, size, annotations={TITLE: name})
+    layer = Descriptor(media_type or detected_layer, digest, size, annotations={TITLE: name})
     notes = {TITLE: name, SIZE: str(size)}
     if platform is not None:
         notes[PLATFORM] = str(platform)
@@ -170,8 +216,7 @@ def pull_artifact(
     progress = progress or Progress(quiet=True)
     try:
         with progress.task(f"pulling {dest.name}", total=layer.size) as advance:
-            client.fetch_blob_to(layer.digest, layer.size, Path(tmp), advance)
-        os.chmod(tmp, 0o644)
+            client.fetch_blob_to(layer.digest, layer.size, Path(tmp), advance, sparse=True)
         os.replace(tmp, dest)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

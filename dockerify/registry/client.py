@@ -27,7 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
 import oras.container
@@ -667,9 +667,15 @@ class RegistryClient(oras.provider.Registry):
                     offset = 0
 
     def fetch_blob_to(
-        self, digest: str, size: int, dest: Path, progress: Callable[[int], object] | None = None
+        self,
+        digest: str,
+        size: int,
+        dest: Path,
+        progress: Callable[[int], object] | None = None,
+        sparse: bool = False,
     ) -> None:
-        """Download a blob into `dest` (created or truncated), checking size and digest.
+        """Download a blob into `dest` (created or truncated), checking size and digest. With
+        `sparse`, runs of zeros become holes (an SD card's free space stays unallocated).
 
         A dropped connection resumes with a Range request. On any failure `dest` holds
         unverified bytes and the caller must remove it."""
@@ -704,7 +710,10 @@ class RegistryClient(oras.provider.Registry):
                                 hint="the registry or something between it and you altered the data; nothing was written",
                             )
                         h.update(block)
-                        f.write(block)
+                        if sparse:
+                            _write_sparse(f, block)
+                        else:
+                            f.write(block)
                         if progress:
                             progress(len(block))
                     if got < size:
@@ -719,6 +728,7 @@ class RegistryClient(oras.provider.Registry):
                     self._sleep(failures - 1, f"download of {digest}", e)
                 finally:
                     r.close()
+            f.truncate(got)  # a hole at the end has no bytes written to mark the size
         actual = "sha256:" + h.hexdigest()
         if actual != digest:
             raise CorruptInput(
@@ -770,3 +780,18 @@ def connect(reference: Reference, options: Options | None = None) -> RegistryCli
 
 
 __all__ = ["Options", "RegistryClient", "RegistryError", "connect", "split_host"]
+
+
+_HOLE = 64 << 10
+_ZEROS = bytes(_HOLE)
+
+
+def _write_sparse(f: BinaryIO, block: bytes) -> None:
+    """Write `block`, seeking over each all-zero 64 KiB piece instead of writing it."""
+    view = memoryview(block)
+    for start in range(0, len(block), _HOLE):
+        piece = view[start : start + _HOLE]
+        if piece == _ZEROS[: len(piece)]:
+            f.seek(len(piece), os.SEEK_CUR)
+        else:
+            f.write(piece)

@@ -4,6 +4,7 @@ each test checks the message, the exit status and what was (or was not) written.
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import stat
@@ -19,6 +20,8 @@ from dockerify.cli.run import pi_parser
 from dockerify.oci.refs import ImageRef, resolve_ref
 from tests.conftest import dockerify
 from tests.fixtures import FIXTURES_DIR, entry
+from tests.integration.test_registry_artifact import skopeo_raw
+from tests.integration.test_registry_support import unique
 
 PASSWORD = {"DOCKERIFY_KEY_PASSWORD": "correct horse"}
 
@@ -317,3 +320,42 @@ def test_bash_completion_completes_commands_and_options(tmp_path: Path) -> None:
     )
     out = subprocess.run(["bash", "-c", probe], capture_output=True, text=True, check=True).stdout.split("\n")
     assert "export" in out[0].split() and "--format" in out[1].split(), out
+
+
+# ---------------------------------------------------------------- artifacts
+
+
+def test_push_artifact_type_from_content_and_pull_keeps_a_card_sparse(registry: str, tmp_path: Path) -> None:
+    card = tmp_path / "card.img"
+    with open(card, "wb") as f:
+        mbr = bytearray(512)
+        mbr[510:512] = b"\x55\xaa"
+        f.write(mbr)
+        f.seek(32 << 20)
+        f.write(b"data in the middle")
+        f.truncate(64 << 20)
+    cpio = tmp_path / "initrd.cpio.gz"
+    with gzip.open(cpio, "wb") as g:
+        g.write(b"070701" + b"0" * 104 + b"TRAILER!!!\0\0")
+    kinds = {}
+    for path in (card, cpio):
+        ref = f"{registry}/{unique('cli-artifact')}:v1"
+        pushed = json.loads(dockerify("push-artifact", "-q", "--json", str(path), ref).stdout)
+        (layer,) = skopeo_raw(ref)["layers"]
+        kinds[path.name] = (pushed["artifactType"], layer["mediaType"])
+        if path == card:
+            out = tmp_path / "pulled.img"
+            dockerify("pull-artifact", "-q", ref, str(out))
+            assert out.read_bytes() == card.read_bytes()
+            assert out.stat().st_blocks * 512 < (1 << 20), "the pulled card is not sparse"
+            assert stat.S_IMODE(out.stat().st_mode) == 0o666 & ~_umask()
+    assert kinds == {
+        "card.img": ("application/vnd.dockerify.sdcard.v1", "application/vnd.dockerify.sdcard.image.v1"),
+        "initrd.cpio.gz": ("application/vnd.dockerify.file.v1", "application/x-cpio+gzip"),
+    }
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
