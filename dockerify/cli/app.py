@@ -14,6 +14,7 @@ from dockerify import __version__
 from dockerify.cli import export, images, registry, run
 from dockerify.cli.options import bare_chunked, common
 from dockerify.errors import DockerifyError
+from dockerify.progress import write_line
 
 log = logging.getLogger("dockerify")
 
@@ -90,17 +91,16 @@ def _configure_logging(debug: bool, quiet: bool) -> None:
         logger.addHandler(handler)
 
 
-class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+class _StderrHandler(logging.Handler):
     """Writes to the sys.stderr of the moment (tests and callers may swap it between calls)."""
 
     _dockerify_cli = True
 
-    def __init__(self) -> None:
-        super().__init__(sys.stderr)
-
     def emit(self, record: logging.LogRecord) -> None:
-        self.stream = sys.stderr
-        super().emit(record)
+        try:
+            write_line(self.format(record))  # above any progress bar, not into it
+        except Exception:  # noqa: BLE001 - logging must not raise
+            self.handleError(record)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

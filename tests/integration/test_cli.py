@@ -4,12 +4,17 @@ each test checks the message, the exit status and what was (or was not) written.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import gzip
 import json
 import os
+import pty
+import re
 import stat
+import struct
 import subprocess
 import sys
+import termios
 from pathlib import Path
 
 import pytest
@@ -359,3 +364,49 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# ---------------------------------------------------------------- progress
+
+
+def _on_a_terminal(*args: str) -> str:
+    """Run the CLI with stderr on a pseudo-terminal (so bars are drawn); what the terminal got."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 120, 0, 0))  # a terminal has a width
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "dockerify", *args],
+        stdout=subprocess.DEVNULL,
+        stderr=slave,
+        stdin=subprocess.DEVNULL,
+    )
+    os.close(slave)
+    chunks = []
+    while True:
+        try:
+            data = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert proc.wait() == 0
+    os.close(master)
+    return b"".join(chunks).decode(errors="replace")
+
+
+@pytest.mark.fixtures
+def test_progress_bar_has_total_and_log_lines_go_above_it(tmp_path: Path, registry: str) -> None:
+    entry("pi-arm64.img")
+    screen = _on_a_terminal(
+        "build", str(FIXTURES_DIR / "pi-arm64.img"), "--output", f"oci:{tmp_path / 'l'}:v1"
+    )
+    # The Pi fixup's message is logged while the layer's bar is drawn: it starts a line of its own.
+    at = screen.index("neutralised libarmmem")
+    assert screen[at - 1] in "\r\n", repr(screen[max(0, at - 80) : at + 20])
+    card = tmp_path / "big.img"
+    with open(card, "wb") as f:
+        f.write(os.urandom(8 << 20))
+    ref = f"{registry}/{unique('cli-progress')}:v1"
+    screen = _on_a_terminal("push-artifact", str(card), ref)
+    bar = next(line for line in re.split(r"[\r\n]", screen) if line.startswith("pushing big.img"))
+    assert re.search(r"\d+%\|.*\| [\d.]+\w?/8\.00M \[[\d:]+<[\d:?]+", bar), bar  # percentage, total, ETA
