@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +79,15 @@ def interactive_shell(image: str, platform: str | None = None) -> tuple[list[str
     return ["/bin/sh"], f"{image} has no bash; starting /bin/sh"
 
 
+@dataclass(frozen=True)
+class RunResult:
+    image: str
+    platform: str
+    exit_code: int
+    output: str  # what the command wrote to stdout, when captured (no TTY)
+    errors: str  # and to stderr, when it failed
+
+
 def run_container(
     image: str,
     command: list[str],
@@ -89,8 +99,38 @@ def run_container(
     mount_cwd: bool = True,
     platform: str | None = None,
 ) -> int:
-    from python_on_whales import DockerException
+    """Run `command` in `image`, its output on ours; the command's exit status."""
+    result = run_captured(
+        image,
+        command,
+        rm=rm,
+        interactive=interactive,
+        tty=tty,
+        workdir=workdir,
+        mount_cwd=mount_cwd,
+        platform=platform,
+    )
+    # Without a TTY python-on-whales hands back the output instead of streaming it.
+    if result.output:
+        sys.stdout.write(result.output if result.output.endswith("\n") else result.output + "\n")
+    if result.errors:
+        sys.stderr.write(result.errors)
+    return result.exit_code
 
+
+def run_captured(
+    image: str,
+    command: list[str],
+    *,
+    rm: bool = True,
+    interactive: bool = True,
+    tty: bool | None = None,
+    workdir: str | None = None,
+    mount_cwd: bool = True,
+    platform: str | None = None,
+) -> RunResult:
+    """Run `command` in `image` (with a TTY only if asked or stdin is one); what it did."""
+    from python_on_whales import DockerException
 
     docker = daemon.cli()
     plat = platform or _platform_of(docker, image)
@@ -114,15 +154,8 @@ def run_container(
             platform=plat,
         )
     except DockerException as e:
-        if e.stdout:
-            sys.stdout.write(e.stdout)
-        if e.stderr:
-            sys.stderr.write(e.stderr)
-        return e.return_code or 1
-    # Without a TTY python-on-whales hands back the output instead of streaming it.
-    if isinstance(output, str) and output:
-        sys.stdout.write(output if output.endswith("\n") else output + "\n")
-    return 0
+        return RunResult(image, plat, e.return_code or 1, e.stdout or "", e.stderr or "")
+    return RunResult(image, plat, 0, output if isinstance(output, str) else "", "")
 
 
 def load_verified(reference: str, key: str | None, platform: str | None) -> str:

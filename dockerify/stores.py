@@ -14,6 +14,7 @@ from dockerify.oci.archive import docker_archive_to_layout, safe_extract
 from dockerify.oci.layout import Layout
 from dockerify.oci.model import Descriptor
 from dockerify.oci.refs import ImageRef
+from dockerify.paths import require_file
 
 
 @contextlib.contextmanager
@@ -30,14 +31,12 @@ def open_layout(ref: ImageRef) -> Iterator[tuple[Layout, Descriptor]]:
     with tempfile.TemporaryDirectory(prefix="dockerify-") as tmp:
         root = Path(tmp)
         if ref.transport == "oci-archive":
-            if not Path(ref.path).is_file():
-                raise NotFound(f"{ref}: no such file")
+            require_file(ref.path, str(ref))
             safe_extract(ref.path, root)
             layout = Layout.open(root)
             yield layout, layout.resolve(ref.tag)
         elif ref.transport == "docker-archive":
-            if not Path(ref.path).is_file():
-                raise NotFound(f"{ref}: no such file")
+            require_file(ref.path, str(ref))
             safe_extract(ref.path, root)
             yield docker_archive_to_layout(root, str(ref))
         elif ref.transport == "docker-daemon":

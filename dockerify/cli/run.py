@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import logging
 import sys
@@ -10,7 +11,7 @@ import sys
 from dockerify import daemon
 from dockerify.cli.options import common, json_flag
 from dockerify.oci.refs import image_ref
-from dockerify.runner import binfmt_status, interactive_shell, load_verified, run_container
+from dockerify.runner import binfmt_status, interactive_shell, load_verified, run_captured, run_container
 
 log = logging.getLogger("dockerify")
 
@@ -20,6 +21,18 @@ BINFMT_HINT = "apt-get install qemu-user-static binfmt-support; update-binfmts -
 def cmd_run(args: argparse.Namespace) -> int:
     daemon.cli()  # no docker CLI: say so before pulling or verifying anything
     image = _daemon_image(args)
+    if getattr(args, "json", False):
+        result = run_captured(
+            image,
+            args.command,
+            rm=not args.no_rm,
+            interactive=not args.no_interactive,
+            tty=False,  # the output goes into the JSON, not to a terminal
+            workdir=args.workdir,
+            platform=args.platform,
+        )
+        print(json.dumps(dataclasses.asdict(result)))
+        return result.exit_code
     return run_container(
         image,
         args.command,
@@ -83,6 +96,7 @@ def _run_args(p: argparse.ArgumentParser, default_image: str | None) -> None:
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     r = sub.add_parser("run", help="run an image from the daemon with the current directory at /mnt/host")
+    json_flag(r, "the image, platform, exit status and the command's output (no TTY)")
     _run_args(r, None)
     common(r)
     r.set_defaults(func=cmd_run)

@@ -22,6 +22,7 @@ from dockerify import umask
 from dockerify.errors import CorruptInput, DockerifyError, NotFound
 from dockerify.oci.image import rfc3339
 from dockerify.oci.model import OCI_MANIFEST, SDCARD_ARTIFACT_TYPE, Descriptor, canonical_json
+from dockerify.paths import require_file
 from dockerify.platform import Platform
 from dockerify.progress import Progress
 from dockerify.registry.client import Options, RegistryClient
@@ -140,8 +141,7 @@ def push_artifact(
     """Push one file as an artifact; return the manifest's descriptor (with artifactType)."""
     path = Path(path)
     ref = parse_reference(reference) if isinstance(reference, str) else reference
-    if not path.is_file():
-        raise NotFound(f"{path}: no such file")
+    require_file(path, str(path))
     detected_layer, detected_type = content_types(path)
     artifact_type = artifact_type or detected_type
     if "/" not in artifact_type:

@@ -45,6 +45,7 @@ from dockerify.oci.model import (
     OCI_MANIFEST,
     Descriptor,
 )
+from dockerify.paths import require_file
 from dockerify.registry.auth import Authenticator, AuthError, Credentials, credentials_loader
 from dockerify.registry.reference import Reference, split_host  # noqa: F401
 
@@ -178,8 +179,8 @@ class RegistryClient(oras.provider.Registry):
     ) -> None:
         self.options = options or Options.from_env()
         ca = self.options.ca_cert or _cert_dir_ca(ref.api_host)
-        if self.options.ca_cert and not Path(self.options.ca_cert).is_file():
-            raise NotFound(f"--ca-cert {self.options.ca_cert}: no such file")
+        if self.options.ca_cert:
+            require_file(self.options.ca_cert, f"--ca-cert {self.options.ca_cert}")
         verify: bool | str = ca or True
         super().__init__(hostname=ref.api_host, insecure=False, tls_verify=verify)
         self.ref = ref

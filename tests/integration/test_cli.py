@@ -410,3 +410,64 @@ def test_progress_bar_has_total_and_log_lines_go_above_it(tmp_path: Path, regist
     screen = _on_a_terminal("push-artifact", str(card), ref)
     bar = next(line for line in re.split(r"[\r\n]", screen) if line.startswith("pushing big.img"))
     assert re.search(r"\d+%\|.*\| [\d.]+\w?/8\.00M \[[\d:]+<[\d:?]+", bar), bar  # percentage, total, ETA
+
+
+def test_run_json(tmp_path: Path, docker_daemon: str) -> None:
+    dockerify("build", "-q", _rootfs(), "--output", "docker-daemon:dockerify-cli/json:v1")
+    proc = dockerify(
+        "run",
+        "--json",
+        "--no-interactive",
+        "dockerify-cli/json:v1",
+        "sh",
+        "-c",
+        "echo hi; exit 3",
+        check=False,
+        cwd=tmp_path,
+    )
+    result = json.loads(proc.stdout)
+    assert proc.returncode == 3 and result["exit_code"] == 3
+    assert result["platform"] == "linux/amd64" and result["image"] == "dockerify-cli/json:v1"
+
+
+def test_directory_where_a_file_is_expected(tmp_path: Path) -> None:
+    proc = dockerify("push-artifact", str(tmp_path), "127.0.0.1:5000/cli/dir:v1", check=False)
+    error, hint = _one_error(proc)
+    assert error == f"dockerify: error: {tmp_path}: is a directory, not a file"
+    layout = tmp_path / "l"
+    dockerify("build", "-q", _rootfs(), "--output", f"oci:{layout}:v1")
+    proc = dockerify(
+        "export",
+        f"oci:{layout}:v1",
+        "-f",
+        "stage0",
+        "-o",
+        str(tmp_path / "b"),
+        "--kernel",
+        str(tmp_path),
+        check=False,
+    )
+    assert proc.returncode != 0 and f"--kernel {tmp_path}: is a directory, not a file" in proc.stderr
+    assert not (tmp_path / "b").exists()
+
+
+@pytest.mark.fixtures
+def test_undockerify_says_where_it_wrote(tmp_path: Path) -> None:
+    entry("pi-arm64.img")
+    layout = tmp_path / "l"
+    dockerify("build", "-q", str(FIXTURES_DIR / "pi-arm64.img"), "--output", f"oci:{layout}:v1")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from dockerify.cli import undockerify_main; sys.exit(undockerify_main())",
+            f"oci:{layout}:v1",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stderr
+    card = tmp_path / "l-v1.img"
+    assert f"SD-card image written to {card}" in proc.stderr.splitlines()
+    assert proc.stdout.strip() == "l-v1.img" and card.stat().st_size > 0
