@@ -12,7 +12,6 @@ from dockerify.errors import DockerifyError
 from dockerify.frontend import llb
 from dockerify.frontend.buildfile import parse
 from dockerify.frontend.compiler import Compiler, Options
-from dockerify.frontend.convert import main as tool_main
 
 log = logging.getLogger("dockerify")
 
@@ -94,6 +93,9 @@ def run_frontend(bridge: object, environ: Mapping[str, str]) -> int:
 
 def main(argv: list[str]) -> int:
     if argv and argv[0] in ("convert", "export"):
+        # The exec ops' tool loads the readers and exporters, which the gateway does not need.
+        from dockerify.frontend.convert import main as tool_main
+
         return tool_main(argv)
     logging.basicConfig(level=logging.INFO, format="dockerify-frontend: %(message)s", stream=sys.stderr)
     from dockerify.frontend.gateway import Bridge

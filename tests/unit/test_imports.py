@@ -24,6 +24,7 @@ OPTIONAL = {
     "dockerify.trust.keys": "signing keys need cryptography (not in the frontend image)",
     "dockerify.frontend.gateway": "grpcio: only the frontend's gateway, not its exec ops",
     "dockerify.frontend.transport": "grpcio: only the frontend's gateway, not its exec ops",
+    "dockerify.frontend.convert": "the exec ops' tool: the gateway process does not load the exporters",
 }
 # argparse is the command line's: the one exception is the frontend image's exec-op entry
 # (`python3 -m dockerify.frontend convert|export`), an internal protocol between the frontend
