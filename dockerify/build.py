@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+from dockerify.chunked import write_chunked
 from dockerify.entry import Entry
-from dockerify.errors import DockerifyError
+from dockerify.errors import DockerifyError, NotFound
 from dockerify.fixups import PRELOAD_LABEL, neutralise_preload
 from dockerify.observe import TreeFacts
 from dockerify.oci.image import ImageConfig, ImageOptions, index_json, manifest_json
@@ -16,7 +18,7 @@ from dockerify.oci.layer import write_layer
 from dockerify.oci.layout import Layout
 from dockerify.oci.model import OCI_CONFIG, OCI_INDEX, OCI_MANIFEST, Descriptor, canonical_json
 from dockerify.oci.refs import ImageRef
-from dockerify.outputs import write_output
+from dockerify.outputs import check_output, write_output
 from dockerify.platform import Platform, reconcile
 from dockerify.progress import Progress
 from dockerify.sources import DEFAULT_MAX_SIZE, Source, open_source
@@ -119,8 +121,6 @@ def build_manifest(
             )
             layers = [(layer.descriptor, layer.diff_id)]
         else:
-            from dockerify.chunked import write_chunked
-
             layers = write_chunked(
                 source, entries, layout.blobs, opts.chunked, opts.compression, opts.epoch, advance
             )
@@ -145,12 +145,33 @@ def build_manifest(
     return desc
 
 
+_IMAGE_NAME = re.compile(r"^[a-z0-9][a-z0-9._/-]*(:[\w][\w.-]{0,127})?$")
+_FILE_SUFFIX = re.compile(r"\.(img|raw|iso|tar|tgz|gz|xz|zst|bz2|lz4|zip)$")
+
+
+def check_sources(paths: list[str]) -> None:
+    """Every source exists, checked before any is read: a missing second source must not cost
+    the build of the first."""
+    for index, path in enumerate(paths):
+        if os.path.lexists(path):
+            continue
+        if index > 0 and _IMAGE_NAME.match(path) and not _FILE_SUFFIX.search(path):
+            # The seed's `dockerify build card.img NAME`.
+            raise NotFound(
+                f"{path}: no such file (every argument of build is a source)",
+                hint=f"to name the image, write: dockerify build {paths[0]} -t {path}",
+            )
+        raise NotFound(f"{path}: no such file or directory")
+
+
 def build(
     sources: list[tuple[Platform | None, str]], output: ImageRef, tag: str, opts: BuildOptions
 ) -> BuildResult:
     """Build one image per source; several sources become one multi-platform index."""
     if not sources:
         raise DockerifyError("nothing to build: name a disk image, tarball or directory")
+    check_sources([path for _, path in sources])
+    check_output(output)
     progress = Progress(quiet=opts.quiet)
 
     def produce(layout: Layout) -> Descriptor:

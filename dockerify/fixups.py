@@ -8,6 +8,7 @@ and restores it on export; we comment the line out and keep the original bytes i
 from __future__ import annotations
 
 import base64
+from collections.abc import Iterable, Iterator
 
 from dockerify.entry import Entry, FileType, bytes_reader
 
@@ -39,3 +40,9 @@ def restore_preload(entry: Entry, labels: dict[str, str]) -> Entry:
         return entry
     original = base64.b64decode(value)
     return entry.with_(size=len(original), reader=bytes_reader(original), sparse=None)
+
+
+def restore_tree(entries: Iterable[Entry], labels: dict[str, str]) -> Iterator[Entry]:
+    """An image's tree with the builder's changes undone: the source tree again."""
+    for entry in entries:
+        yield restore_preload(entry, labels)

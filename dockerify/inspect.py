@@ -4,15 +4,16 @@ from __future__ import annotations
 
 from typing import Any
 
+from dockerify.chunking import KIND_ANNOTATION, PACKAGES_ANNOTATION
 from dockerify.entry import FileType
 from dockerify.observe import TreeFacts
 from dockerify.oci.layout import is_index
-from dockerify.oci.local import open_layout
-from dockerify.oci.refs import parse_ref
+from dockerify.oci.refs import image_ref
 from dockerify.oci.select import images
 from dockerify.platform import Platform
 from dockerify.sources import DEFAULT_MAX_SIZE, open_source
 from dockerify.sources.options import DEFAULT_READ, ReadOptions
+from dockerify.stores import open_layout
 from dockerify.trees import is_image_ref
 
 
@@ -51,7 +52,7 @@ def inspect_source(
 
 
 def inspect_image(text: str, platform: str | None) -> dict[str, Any]:
-    ref = parse_ref(text)
+    ref = image_ref(text)
     with open_layout(ref) as (layout, root):
         body = layout.read_json(root)
         found = images(layout, root)
@@ -111,7 +112,6 @@ def _why(evidence: dict[str, Any] | None) -> str:
 
 def _layer_lines(layers: list[dict[str, Any]]) -> list[str]:
     """One line per layer of a chunked image: what `build --chunked` put in it."""
-    from dockerify.chunking import KIND_ANNOTATION, PACKAGES_ANNOTATION
 
     if not any(KIND_ANNOTATION in (layer.get("annotations") or {}) for layer in layers):
         return []

@@ -10,7 +10,7 @@ import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from dockerify import daemon
+from dockerify import daemon, daemon_stream, umask
 from dockerify.errors import DockerifyError
 from dockerify.oci.archive import docker_archive_stream, oci_archive_stream, write_stream
 from dockerify.oci.layout import Layout
@@ -37,18 +37,38 @@ def _single(found: list[Image], output: ImageRef) -> Image:
     return found[0]
 
 
+def check_output(output: ImageRef) -> None:
+    """Refuse, before any work, an output that cannot be written: a file where a directory is
+    wanted or the other way round, or a place in a directory that does not exist."""
+    if output.transport not in ("oci", "oci-archive", "docker-archive"):
+        return
+    path = Path(output.path)
+    parent = path.resolve().parent
+    if not parent.is_dir():
+        raise DockerifyError(
+            f"{output}: directory {parent} does not exist", hint=f"create it first: mkdir -p {parent}"
+        )
+    if output.transport == "oci":
+        if path.exists() and not path.is_dir():
+            raise DockerifyError(
+                f"{output}: {path} is a file, and an oci: layout is a directory",
+                hint=f"name a directory, or write an archive: oci-archive:{path}",
+            )
+    elif path.is_dir():
+        raise DockerifyError(
+            f"{output}: {path} is a directory, and an {output.transport}: output is a file",
+            hint=f"name a file, e.g. {output.transport}:{path / 'image.tar'}",
+        )
+
+
 def write_output(
     output: ImageRef, name: str, produce: Producer, progress: Progress, *, single_layer: bool = False
 ) -> tuple[Descriptor, list[Descriptor]]:
     """Write what `produce` makes to `output`. `single_layer` promises one layer per image, which
     lets a docker-daemon output stream that layer straight into the daemon (daemon_stream.py)."""
+    check_output(output)
     if output.transport == "oci":
         return _to_layout_dir(Path(output.path), output.tag or tag_of(name), produce)
-    parent = (
-        Path(output.path).resolve().parent if output.transport in ("oci-archive", "docker-archive") else None
-    )
-    if parent is not None and not parent.is_dir():
-        raise DockerifyError(f"{output}: directory {parent} does not exist")
     if output.transport == "docker-daemon":
         return _to_daemon(output, produce, single_layer)
     with tempfile.TemporaryDirectory(prefix="dockerify-build-") as tmp:
@@ -67,7 +87,7 @@ def write_output(
                     docker_archive_stream([(image, [name] if name else [])]), Path(output.path), advance
                 )
         else:
-            from dockerify.registry import push_layout
+            from dockerify.registry.push import push_layout
 
             push_layout(layout, root, output.path)
         return root, manifests
@@ -78,7 +98,6 @@ def _to_daemon(
 ) -> tuple[Descriptor, list[Descriptor]]:
     """The layer straight into the daemon as it is produced (daemon_stream.py), or, with the
     containerd image store or several layers, through a docker-archive load."""
-    from dockerify import daemon_stream
 
     target = output.path if ":" in output.path.rsplit("/", 1)[-1] else output.path + ":latest"
     # The import endpoint registers each layer as a base layer: only a one-layer image's chain
@@ -111,7 +130,7 @@ def _to_layout_dir(path: Path, tag: str, produce: Producer) -> tuple[Descriptor,
         )
     if not path.resolve().parent.is_dir():
         raise DockerifyError(f"oci:{path}: directory {path.resolve().parent} does not exist")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.resolve().parent))
+    tmp = Path(umask.mkdtemp(prefix=f".{path.name}.tmp-", dir=path.resolve().parent))
     try:
         layout = Layout.create(tmp)
         root = produce(layout)

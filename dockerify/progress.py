@@ -1,10 +1,28 @@
-"""Progress bars on stderr when it is a terminal; nothing otherwise or with -q."""
+"""Progress bars on stderr when it is a terminal; nothing otherwise or with -q.
+
+A bar with a known total (a blob's size, a file's) shows the percentage, the rate and the time
+left. Log lines printed while a bar is drawn go above it (`write_line`), not into it."""
 
 from __future__ import annotations
 
 import contextlib
 import sys
+import threading
 from collections.abc import Callable, Iterator
+from typing import Any
+
+_lock = threading.Lock()
+_bars: list[Any] = []  # the tqdm bars on screen
+
+
+def write_line(text: str) -> None:
+    """One line on stderr; with bars on screen, above them (tqdm clears and redraws them)."""
+    with _lock:
+        if _bars:
+            _bars[0].write(text, file=sys.stderr)
+            return
+    sys.stderr.write(text + "\n")
+    sys.stderr.flush()
 
 
 class Progress:
@@ -30,4 +48,10 @@ class Progress:
             leave=False,
             dynamic_ncols=True,
         ) as bar:
-            yield bar.update
+            with _lock:
+                _bars.append(bar)
+            try:
+                yield bar.update
+            finally:
+                with _lock:
+                    _bars.remove(bar)

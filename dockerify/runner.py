@@ -1,18 +1,21 @@
-"""Running images: `dockerify run`, the seed-compatible `pi` command, and `dockerify binfmt`.
+"""Running images (`dockerify run`, the seed-compatible `pi`) and the binfmt check.
 
 Containers run through python-on-whales (the docker CLI), so a TTY session behaves exactly like
 `docker run -it`. The platform passed to docker keeps the arm variant, which the seed's script lost."""
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
-from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+from dockerify import daemon
 from dockerify.errors import DockerifyError, NotFound
-from dockerify.platform import Arch
+from dockerify.oci.archive import docker_archive_stream
+from dockerify.platform import Arch, Platform
+from dockerify.trees import open_image
 
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
 
@@ -24,11 +27,9 @@ def binfmt_status() -> dict[str, bool]:
     }
 
 
-def _platform_of(docker: object, image: str) -> str:
+def _inspect(docker: object, image: str) -> Any:
     from python_on_whales import DockerException
     from python_on_whales.exceptions import NoSuchImage
-
-    from dockerify import daemon
 
     try:
         info = docker.image.inspect(image)  # type: ignore[attr-defined]
@@ -44,8 +45,47 @@ def _platform_of(docker: object, image: str) -> str:
             + (f": {detail[-1]}" if detail else ""),
             hint="start dockerd (scripts/start-daemons.sh does) or point DOCKER_HOST at a running one",
         ) from None
+    return info
+
+
+def _platform_of(docker: object, image: str) -> str:
+    info = _inspect(docker, image)
     parts = [info.os, info.architecture] + ([info.variant] if getattr(info, "variant", None) else [])
     return "/".join(parts)
+
+
+def interactive_shell(image: str, platform: str | None = None) -> tuple[list[str], str | None]:
+    """The shell `pi IMAGE` starts: bash, as the seed did, or /bin/sh when the image has no bash
+    (with a note saying so). dockerify's images record their shell as Cmd (bash when the tree has
+    it); for other images, bash is looked for in a throwaway container."""
+    from python_on_whales import DockerException
+
+    docker = daemon.cli()
+    cmd = list(getattr(_inspect(docker, image).config, "cmd", None) or [])
+    if cmd and cmd[0].rsplit("/", 1)[-1] == "bash":
+        return ["bash"], None
+    if cmd != ["/bin/sh"]:
+        try:
+            docker.run(
+                image,
+                ["-c", "exit 0"],
+                entrypoint="bash",
+                remove=True,
+                platform=platform or _platform_of(docker, image),
+            )
+            return ["bash"], None
+        except DockerException:
+            pass
+    return ["/bin/sh"], f"{image} has no bash; starting /bin/sh"
+
+
+@dataclass(frozen=True)
+class RunResult:
+    image: str
+    platform: str
+    exit_code: int
+    output: str  # what the command wrote to stdout, when captured (no TTY)
+    errors: str  # and to stderr, when it failed
 
 
 def run_container(
@@ -59,9 +99,38 @@ def run_container(
     mount_cwd: bool = True,
     platform: str | None = None,
 ) -> int:
-    from python_on_whales import DockerException
+    """Run `command` in `image`, its output on ours; the command's exit status."""
+    result = run_captured(
+        image,
+        command,
+        rm=rm,
+        interactive=interactive,
+        tty=tty,
+        workdir=workdir,
+        mount_cwd=mount_cwd,
+        platform=platform,
+    )
+    # Without a TTY python-on-whales hands back the output instead of streaming it.
+    if result.output:
+        sys.stdout.write(result.output if result.output.endswith("\n") else result.output + "\n")
+    if result.errors:
+        sys.stderr.write(result.errors)
+    return result.exit_code
 
-    from dockerify import daemon
+
+def run_captured(
+    image: str,
+    command: list[str],
+    *,
+    rm: bool = True,
+    interactive: bool = True,
+    tty: bool | None = None,
+    workdir: str | None = None,
+    mount_cwd: bool = True,
+    platform: str | None = None,
+) -> RunResult:
+    """Run `command` in `image` (with a TTY only if asked or stdin is one); what it did."""
+    from python_on_whales import DockerException
 
     docker = daemon.cli()
     plat = platform or _platform_of(docker, image)
@@ -85,98 +154,16 @@ def run_container(
             platform=plat,
         )
     except DockerException as e:
-        if e.stdout:
-            sys.stdout.write(e.stdout)
-        if e.stderr:
-            sys.stderr.write(e.stderr)
-        return e.return_code or 1
-    # Without a TTY python-on-whales hands back the output instead of streaming it.
-    if isinstance(output, str) and output:
-        sys.stdout.write(output if output.endswith("\n") else output + "\n")
-    return 0
+        return RunResult(image, plat, e.return_code or 1, e.stdout or "", e.stderr or "")
+    return RunResult(image, plat, 0, output if isinstance(output, str) else "", "")
 
 
-def load_verified(reference: str, key: str, platform: str | None) -> str:
-    """Verify `reference`'s signature, then load exactly those bytes into the daemon; returns
-    the local name to run, so what runs is what was verified."""
-    from dockerify import daemon
-    from dockerify.oci.archive import docker_archive_stream
-    from dockerify.platform import Platform
-    from dockerify.trees import open_image
+def load_verified(reference: str, key: str | None, platform: str | None) -> str:
+    """Load `reference` (any image but the daemon's) into the daemon, and return the local name
+    to run. With `key`, its signature is verified first and exactly those bytes are loaded, so
+    what runs is what was verified."""
 
     with open_image(reference, Platform.parse(platform) if platform else None, verify_key=key) as image:
-        name = f"dockerify-verified:{image.descriptor.hex[:16]}"
+        name = f"dockerify-{'verified' if key else 'run'}:{image.descriptor.hex[:16]}"
         daemon.load(docker_archive_stream([(image, [name])]))
         return name
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    image = args.image
-    if args.verify_key:
-        image = load_verified(image, args.verify_key, args.platform)
-    return run_container(
-        image,
-        args.command,
-        rm=not args.no_rm,
-        interactive=not args.no_interactive,
-        workdir=args.workdir,
-        platform=args.platform,
-    )
-
-
-def cmd_binfmt(args: argparse.Namespace) -> int:
-    for arch, ok in binfmt_status().items():
-        print(f"{arch:8} {'enabled' if ok else 'missing'}")
-    if not all(binfmt_status()[a] for a in ("arm64", "arm")):
-        print(
-            "hint: apt-get install qemu-user-static binfmt-support; update-binfmts --enable qemu-aarch64",
-            file=__import__("sys").stderr,
-        )
-        return 1
-    return 0
-
-
-def _run_args(p: argparse.ArgumentParser, default_image: str | None) -> None:
-    p.add_argument("--no-rm", "--keep", dest="no_rm", action="store_true", help="keep the container")
-    p.add_argument("--no-interactive", action="store_true")
-    p.add_argument("--workdir", help="working directory (default /mnt/host, the current directory)")
-    p.add_argument("--platform", help="override the image's own platform")
-    p.add_argument(
-        "--verify-key",
-        metavar="KEY.pub",
-        help="run only if IMAGE (a registry or oci: reference) carries a signature this key verifies",
-    )
-    if default_image:
-        p.add_argument("image", nargs="?", default=default_image)
-    else:
-        p.add_argument("image")
-    p.add_argument("command", nargs=argparse.REMAINDER)
-
-
-def register(
-    sub: argparse._SubParsersAction[argparse.ArgumentParser],
-    common: Callable[[argparse.ArgumentParser], None],
-) -> None:
-    r = sub.add_parser("run", help="run an image from the daemon with the current directory at /mnt/host")
-    _run_args(r, None)
-    common(r)
-    r.set_defaults(func=cmd_run)
-    b = sub.add_parser("binfmt", help="show whether foreign architectures can run here (qemu-user)")
-    common(b)
-    b.set_defaults(func=cmd_binfmt)
-
-
-def pi_parser() -> argparse.ArgumentParser:
-    """`pi [--no-rm] [--no-interactive] [IMAGE] [CMD...]`, as in the seed (default pi:latest, bash)."""
-    p = argparse.ArgumentParser(
-        prog="pi", description="run a Raspberry Pi OS image with the current directory at /mnt/host"
-    )
-    _run_args(p, "pi:latest")
-    p.add_argument("--debug", action="store_true")
-
-    def run(args: argparse.Namespace) -> int:
-        args.command = args.command or ["bash"]
-        return cmd_run(args)
-
-    p.set_defaults(func=run)
-    return p

@@ -4,39 +4,26 @@ an image reference."""
 from __future__ import annotations
 
 import contextlib
-import os
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 from dockerify.entry import Entry
-from dockerify.errors import DockerifyError
+from dockerify.fixups import restore_tree
 from dockerify.oci.flatten import flatten
 from dockerify.oci.layout import Layout
-from dockerify.oci.local import open_layout
 from dockerify.oci.model import Descriptor
-from dockerify.oci.refs import TRANSPORTS, ImageRef, parse_ref
+from dockerify.oci.refs import ImageRef, image_ref, resolve_ref
 from dockerify.oci.select import Image, select
 from dockerify.platform import Platform
 from dockerify.sources import DEFAULT_MAX_SIZE, open_source
 from dockerify.sources.options import DEFAULT_READ, ReadOptions
+from dockerify.stores import open_layout
 
 
 def is_image_ref(text: str) -> bool:
-    """A transport-prefixed reference, or a registry reference that is not a local path."""
-    if text.split(":", 1)[0] in TRANSPORTS:
-        return True
-    return (
-        parse_ref_or_none(text) is not None and not os.path.exists(text) and not text.startswith((".", "/"))
-    )
-
-
-def parse_ref_or_none(text: str) -> ImageRef | None:
-    try:
-        ref = parse_ref(text)
-    except DockerifyError:
-        return None
-    return ref if ref.transport == "registry" and "/" in text else None
+    """Whether `text` names an image rather than a tree to read (oci.refs.resolve_ref's rule)."""
+    return resolve_ref(text) is not None
 
 
 @dataclass
@@ -53,10 +40,10 @@ def open_image(
     """One platform of an image reference. With `verify_key`, an image whose cosign-format
     signature is missing or does not verify is refused before any of it is used. A compressed
     archive that inflates past `max_size` bytes is refused (its layers are bounded by flatten)."""
-    ref = parse_ref(text)
+    ref = image_ref(text)
     opener: contextlib.AbstractContextManager[tuple[Layout, Descriptor]]
     if verify_key is not None:
-        from dockerify.registry import open_verified_layout
+        from dockerify.registry.verified import open_verified_layout
 
         opener = open_verified_layout(ref, verify_key)
     elif ref.transport == "registry":
@@ -72,7 +59,8 @@ def _pulled(ref: ImageRef, platform: Platform | None) -> Iterator[tuple[Layout, 
     """A registry image (only `platform` of an index, when given) pulled through the verifying
     client into a temporary layout, removed on exit: blobs stream to files, so memory stays
     bounded whatever the image size."""
-    from dockerify.registry import Options, fetch_into
+    from dockerify.registry.client import Options
+    from dockerify.registry.pull import fetch_into
 
     with tempfile.TemporaryDirectory(prefix="dockerify-pull-") as tmp:
         layout = Layout.create(tmp)
@@ -91,7 +79,15 @@ def open_tree(
 ) -> Iterator[Tree]:
     if is_image_ref(text):
         with open_image(text, platform, max_size=max_size) as image:
-            yield Tree(text, lambda: flatten(image, restore_fixups=restore_fixups, max_size=max_size), image)
+            yield Tree(
+                text,
+                lambda: (
+                    restore_tree(flatten(image, max_size=max_size), image.labels)
+                    if restore_fixups
+                    else flatten(image, max_size=max_size)
+                ),
+                image,
+            )
         return
     with open_source(text, max_size=max_size, read=read) as source:
         yield Tree(text, source.entries)

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from dockerify import umask
 from dockerify.entry import Entry, FileType
 from dockerify.errors import CorruptInput, DockerifyError
 from dockerify.oci.compress import make_compressor
@@ -84,7 +85,7 @@ def _temp_name(target: Path, kind: str) -> Path:
     parent = target.parent
     if not parent.is_dir():
         raise DockerifyError(f"{target}: directory {parent} does not exist")
-    fd, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=f".{kind}", dir=parent)
+    fd, name = umask.mkstemp(prefix=f".{target.name}.", suffix=f".{kind}", dir=parent)
     os.close(fd)
     return Path(name)
 
@@ -117,7 +118,7 @@ def atomic_dir(target: str | os.PathLike[str]) -> Iterator[Path]:
         )
     if not out.parent.is_dir():
         raise DockerifyError(f"{out}: directory {out.parent} does not exist")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
+    tmp = Path(umask.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
     try:
         yield tmp
         if out.exists():

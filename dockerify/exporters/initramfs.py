@@ -37,6 +37,7 @@ from dockerify.exporters.common import (
 )
 from dockerify.exporters.cpio import CpioStats, CpioWriter
 from dockerify.oci.select import Image
+from dockerify.paths import require_file
 from dockerify.platform import Platform
 
 log = logging.getLogger("dockerify")
@@ -147,8 +148,7 @@ def init_binary(platform: Platform, override: str | None) -> bytes:
     """Our static init for `platform`, or the one given with --init FILE."""
     if override and override != IMAGE:
         path = Path(override)
-        if not path.is_file():
-            raise NotFound(f"--init {override}: no such file")
+        require_file(path, f"--init {override}")
         data = path.read_bytes()
         _check_init(data, platform, str(path))
         return data

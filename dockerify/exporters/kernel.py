@@ -20,6 +20,7 @@ import zstandard
 
 from dockerify.errors import DockerifyError
 from dockerify.limits import DecompressionLimit
+from dockerify.paths import require_file
 from dockerify.run import run
 
 MiB = 1 << 20
@@ -216,10 +217,7 @@ def check_elf(data: bytes, where: str, *, strict: bool = True) -> ElfCheck:
 
 def read_kernel(path: str | Path) -> bytes:
     p = Path(path)
-    if not p.is_file():
-        raise DockerifyError(
-            f"--kernel {path}: no such file", hint="give the kernel to boot with --kernel FILE"
-        )
+    require_file(p, f"--kernel {path}", hint="give the kernel to boot with --kernel FILE")
     if p.stat().st_size > MAX_KERNEL:
         raise DockerifyError(f"--kernel {path}: {p.stat().st_size >> 20} MiB is too large for a kernel")
     return p.read_bytes()

@@ -35,6 +35,7 @@ from dockerify.exporters.common import atomic_dir, run_config
 from dockerify.exporters.initramfs import InitramfsOptions, write_initramfs
 from dockerify.exporters.kernel import GiB, MiB, check_elf, extract_vmlinux, identify, read_kernel
 from dockerify.oci.select import Image
+from dockerify.paths import require_file
 
 log = logging.getLogger("dockerify")
 
@@ -214,8 +215,7 @@ def write_stage0(image: Image, entries: Iterable[Entry], output: str, opts: Stag
     stage0_fw = None
     if opts.stage0:
         fw = Path(opts.stage0)
-        if not fw.is_file():
-            raise NotFound(f"--stage0 {opts.stage0}: no such file")
+        require_file(fw, f"--stage0 {opts.stage0}")
         stage0_fw = fw
     rc = run_config(image)
     hostfwd = _hostfwd(rc.exposed)

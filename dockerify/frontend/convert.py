@@ -19,7 +19,19 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from dockerify.build import detect_platform, fixups, tree_labels
+from dockerify.cli.export import export_options
 from dockerify.errors import DockerifyError
+from dockerify.exporters.common import Warnings
+from dockerify.exporters.export import export as export_image
+from dockerify.exporters.rootfs import _DirWriter
+from dockerify.fixups import restore_preload
+from dockerify.observe import TreeFacts
+from dockerify.oci.model import OCI_MANIFEST, Descriptor
+from dockerify.oci.select import Image
+from dockerify.platform import Platform
+from dockerify.sources import open_source
+from dockerify.sources.directory import directory_entries
 
 log = logging.getLogger("dockerify")
 
@@ -48,13 +60,6 @@ LAYER_LOSS = (
 
 
 def convert(source_path: str, display: str, out: str, meta: str, requested: str | None) -> int:
-    from dockerify.build import detect_platform, fixups, tree_labels
-    from dockerify.exporters.common import Warnings
-    from dockerify.exporters.rootfs import _DirWriter
-    from dockerify.observe import TreeFacts
-    from dockerify.platform import Platform
-    from dockerify.sources import open_source
-
     try:
         want = Platform.parse(requested) if requested else None
         with open_source(source_path) as source:
@@ -98,11 +103,6 @@ def convert(source_path: str, display: str, out: str, meta: str, requested: str 
 def export(
     rootfs: str, config_path: str, out: str, meta: str, fmt: str, name: str, options: list[str]
 ) -> int:
-    from dockerify.exporters.commands import export as export_image
-    from dockerify.fixups import restore_preload
-    from dockerify.oci.model import OCI_MANIFEST, Descriptor
-    from dockerify.oci.select import Image
-    from dockerify.sources.directory import directory_entries
 
     try:
         config_bytes = Path(config_path).read_bytes()
@@ -113,8 +113,7 @@ def export(
         image = Image(None, Descriptor(OCI_MANIFEST, digest, len(config_bytes)), {}, config)  # type: ignore[arg-type]
         labels = image.labels
         entries = (restore_preload(e, labels) for e in directory_entries(rootfs))
-        args = _export_args(fmt, os.path.join(out, name), options)
-        result = export_image(image, args, entries)
+        result = export_image(image, export_options(fmt, os.path.join(out, name), options), entries)
         for warning in result.get("warnings") or []:
             print(f"dockerify: warning: {warning}", file=sys.stderr)
         result["output"] = name
@@ -124,22 +123,6 @@ def export(
         return _fail(meta, e)
     except (OSError, ValueError) as e:
         return _fail(meta, DockerifyError(f"{name}: {e}"))
-
-
-def _export_args(fmt: str, output: str, options: list[str]) -> argparse.Namespace:
-    """EXPORT's --flags, read by the same parser `dockerify export` uses."""
-    from dockerify.cli import _common
-    from dockerify.exporters.commands import _check_options, register
-
-    parser = argparse.ArgumentParser(prog="EXPORT", add_help=False, exit_on_error=False)
-    sub = parser.add_subparsers()
-    register(sub, _common)
-    try:
-        args = parser.parse_args(["export", "-f", fmt, "-o", output, "docker-daemon:none", *options])
-    except (argparse.ArgumentError, SystemExit) as e:
-        raise DockerifyError(f"EXPORT: {e}") from None
-    _check_options(args)
-    return args
 
 
 def main(argv: list[str]) -> int:

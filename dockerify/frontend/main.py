@@ -10,6 +10,8 @@ from collections.abc import Mapping
 
 from dockerify.errors import DockerifyError
 from dockerify.frontend import llb
+from dockerify.frontend.buildfile import parse
+from dockerify.frontend.compiler import Compiler, Options
 
 log = logging.getLogger("dockerify")
 
@@ -38,8 +40,6 @@ def process_age() -> float:
 def run_frontend(bridge: object, environ: Mapping[str, str]) -> int:
     """Everything between connecting and `Return`. Every failure is returned to BuildKit as one
     message naming the build file and line; nothing is raised past here."""
-    from dockerify.frontend.buildfile import parse
-    from dockerify.frontend.compiler import Compiler, Options
     from dockerify.frontend.gateway import Bridge
 
     assert isinstance(bridge, Bridge)
@@ -93,6 +93,7 @@ def run_frontend(bridge: object, environ: Mapping[str, str]) -> int:
 
 def main(argv: list[str]) -> int:
     if argv and argv[0] in ("convert", "export"):
+        # The exec ops' tool loads the readers and exporters, which the gateway does not need.
         from dockerify.frontend.convert import main as tool_main
 
         return tool_main(argv)

@@ -5,10 +5,10 @@ from __future__ import annotations
 import hashlib
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import BinaryIO
 
+from dockerify import umask
 from dockerify.errors import CorruptInput, NotFound
 
 _DIGEST = re.compile(r"^sha256:[0-9a-f]{64}$")
@@ -25,7 +25,7 @@ class BlobWriter:
 
     def __init__(self, store: BlobStore) -> None:
         self._store = store
-        fd, self._tmp = tempfile.mkstemp(dir=store.root, prefix=".tmp-")
+        fd, self._tmp = umask.mkstemp(dir=store.root, prefix=".tmp-")
         self._f = os.fdopen(fd, "wb")
         self._hash = hashlib.sha256()
         self.size = 0

@@ -21,6 +21,7 @@ from typing import Any, BinaryIO, Protocol
 
 import zstandard
 
+from dockerify.errors import CorruptInput
 from dockerify.limits import DEFAULT_MAX_SIZE, bounded
 
 _isal: Any
@@ -177,8 +178,6 @@ def _gunzip(f: BinaryIO) -> Iterator[bytes]:
             yield out
             out = d.decompress(d.unconsumed_tail, _READ) if d.unconsumed_tail else b""
     if not d.eof:
-        from dockerify.errors import CorruptInput
-
         raise CorruptInput("layer: gzip data ends early (truncated blob?)")
 
 

@@ -13,7 +13,6 @@ import heapq
 from collections.abc import Iterator
 
 from dockerify.entry import Entry, FileType, path_key
-from dockerify.fixups import restore_preload
 from dockerify.limits import DEFAULT_MAX_SIZE
 from dockerify.oci.compress import decompressing_reader
 from dockerify.oci.model import Descriptor
@@ -166,14 +165,11 @@ def _release(path: bytes, waiting: dict[bytes, list[Entry]], given: set[bytes]) 
         yield from _release(link.path, waiting, given)
 
 
-def flatten(
-    image: Image, *, restore_fixups: bool = False, max_size: int = DEFAULT_MAX_SIZE
-) -> Iterator[Entry]:
-    """The image's root filesystem, parents before children. With `restore_fixups`, changes the
-    builder made for emulation (see fixups.py) are undone, giving back the source tree. A layer
-    that inflates past `max_size` bytes is refused (`DecompressionLimit`, naming its digest)."""
+def flatten(image: Image, *, max_size: int = DEFAULT_MAX_SIZE) -> Iterator[Entry]:
+    """The image's root filesystem, parents before children, as the layers hold it (the changes
+    the builder made for emulation are undone by `dockerify.fixups.restore_tree`). A layer that
+    inflates past `max_size` bytes is refused (`DecompressionLimit`, naming its digest)."""
     layers = image.layers
-    labels = image.labels
     if len(layers) == 1:
         stream: Iterator[Entry] = (
             e
@@ -188,10 +184,7 @@ def flatten(
             # Layers in no particular order (some tools write them so): layer by layer, with the
             # surviving directories first so that parents still come before children.
             stream = _unsorted(image, found, max_size)
-    for entry in stream:
-        if restore_fixups:
-            entry = restore_preload(entry, labels)
-        yield entry
+    yield from stream
 
 
 def _unsorted(image: Image, found: Survivors, max_size: int) -> Iterator[Entry]:

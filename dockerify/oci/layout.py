@@ -5,10 +5,10 @@ from __future__ import annotations
 import json
 import os
 import re
-import tempfile
 from pathlib import Path
 from typing import Any
 
+from dockerify import umask
 from dockerify.errors import CorruptInput, NotFound
 from dockerify.oci.blobs import BlobStore
 from dockerify.oci.model import (
@@ -27,7 +27,7 @@ _SIDECAR = re.compile(r"^sha256-[0-9a-f]{64}\.(sig|att|sbom)$")
 
 
 def atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+    fd, tmp = umask.mkstemp(dir=path.parent, prefix=".tmp-")
     with os.fdopen(fd, "wb") as f:
         f.write(data)
     os.replace(tmp, path)

@@ -7,6 +7,7 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from dockerify.errors import CorruptInput
 from dockerify.platform import Platform
 
 OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
@@ -31,7 +32,6 @@ def canonical_json(obj: Any) -> bytes:
 
 def parse_json_object(data: bytes, where: str) -> dict[str, Any]:
     """A manifest, index or config: JSON whose top level is an object."""
-    from dockerify.errors import CorruptInput
 
     try:
         obj = json.loads(data)

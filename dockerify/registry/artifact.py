@@ -4,16 +4,25 @@ platform and size; pulled back byte for byte."""
 
 from __future__ import annotations
 
+import bz2
 import contextlib
+import gzip
 import hashlib
 import json
+import lzma
 import os
-import tempfile
+import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import zstandard
+
+from dockerify import umask
 from dockerify.errors import CorruptInput, DockerifyError, NotFound
+from dockerify.oci.image import rfc3339
 from dockerify.oci.model import OCI_MANIFEST, SDCARD_ARTIFACT_TYPE, Descriptor, canonical_json
+from dockerify.paths import require_file
 from dockerify.platform import Platform
 from dockerify.progress import Progress
 from dockerify.registry.client import Options, RegistryClient
@@ -37,14 +46,51 @@ _MAGIC = (
 )
 
 
-def layer_media_type(path: Path, base: str = SDCARD_LAYER_TYPE) -> str:
-    """`base` with a suffix naming the file's compression, from its magic bytes."""
+FILE_ARTIFACT_TYPE = "application/vnd.dockerify.file.v1"
+_OPENERS: dict[str, Callable[[Path], Any]] = {
+    "+xz": lzma.open,
+    "+gzip": gzip.open,
+    "+bzip2": bz2.open,  # binary mode is these openers' default
+    "+zstd": lambda p: zstandard.ZstdDecompressor().stream_reader(open(p, "rb"), closefd=True),
+}
+
+
+def _compression(path: Path) -> str:
     with open(path, "rb") as f:
         head = f.read(8)
-    for magic, suffix in _MAGIC:
-        if head.startswith(magic):
-            return base + suffix
-    return base
+    return next((suffix for magic, suffix in _MAGIC if head.startswith(magic)), "")
+
+
+def _content_head(path: Path, suffix: str, size: int = 4096) -> bytes:
+    """The first bytes of the file's content, decompressed; b"" where they cannot be read."""
+    try:
+        if suffix == "+zip":
+            with zipfile.ZipFile(path) as z:
+                names = z.namelist()
+                return z.open(names[0]).read(size) if names else b""
+        with _OPENERS[suffix](path) if suffix else open(path, "rb") as f:
+            return bytes(f.read(size))
+    except (OSError, EOFError, ValueError, lzma.LZMAError, zipfile.BadZipFile, zstandard.ZstdError):
+        return b""
+
+
+def content_types(path: Path) -> tuple[str, str]:
+    """(layer media type, artifact type) from what the file holds: a disk image (an MBR or GPT)
+    is an SD card; a cpio archive, a tar or anything else is named as what it is. The layer
+    type carries the compression as a suffix (+xz, +gzip, ...)."""
+    suffix = _compression(path)
+    head = _content_head(path, suffix)
+    if head[510:512] == b"\x55\xaa" or head[512:520] == b"EFI PART":
+        return SDCARD_LAYER_TYPE + suffix, SDCARD_ARTIFACT_TYPE
+    if head[:6] in (b"070701", b"070702", b"070707"):
+        return "application/x-cpio" + suffix, FILE_ARTIFACT_TYPE
+    if head[257:262] == b"ustar":
+        return "application/x-tar" + suffix, FILE_ARTIFACT_TYPE
+    return "application/octet-stream" + suffix, FILE_ARTIFACT_TYPE
+
+
+def layer_media_type(path: Path) -> str:
+    return content_types(path)[0]
 
 
 def _hash_file(path: Path) -> tuple[str, int]:
@@ -83,7 +129,7 @@ def artifact_manifest(
 def push_artifact(
     path: str | Path,
     reference: str | Reference,
-    artifact_type: str = SDCARD_ARTIFACT_TYPE,
+    artifact_type: str | None = None,
     annotations: dict[str, str] | None = None,
     platform: Platform | None = None,
     media_type: str | None = None,
@@ -95,21 +141,20 @@ def push_artifact(
     """Push one file as an artifact; return the manifest's descriptor (with artifactType)."""
     path = Path(path)
     ref = parse_reference(reference) if isinstance(reference, str) else reference
-    if not path.is_file():
-        raise NotFound(f"{path}: no such file")
-    if not artifact_type or "/" not in artifact_type:
+    require_file(path, str(path))
+    detected_layer, detected_type = content_types(path)
+    artifact_type = artifact_type or detected_type
+    if "/" not in artifact_type:
         raise DockerifyError(
             f"--artifact-type {artifact_type!r} is not a media type", hint=f"e.g. {SDCARD_ARTIFACT_TYPE}"
         )
     digest, size = _hash_file(path)
     name = title or path.name
-    layer = Descriptor(media_type or layer_media_type(path), digest, size, annotations={TITLE: name})
+    layer = Descriptor(media_type or detected_layer, digest, size, annotations={TITLE: name})
     notes = {TITLE: name, SIZE: str(size)}
     if platform is not None:
         notes[PLATFORM] = str(platform)
     if os.environ.get("SOURCE_DATE_EPOCH", "").isdigit():
-        from dockerify.oci.image import rfc3339
-
         notes[CREATED] = rfc3339(int(os.environ["SOURCE_DATE_EPOCH"]))
     notes.update(annotations or {})
     manifest = artifact_manifest(layer, artifact_type, notes, subject)
@@ -166,13 +211,12 @@ def pull_artifact(
         dest = dest / name
     if not dest.parent.is_dir():
         raise NotFound(f"{dest.parent}: no such directory")
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.tmp-")
+    fd, tmp = umask.mkstemp(dir=dest.parent, prefix=f".{dest.name}.tmp-")
     os.close(fd)
     progress = progress or Progress(quiet=True)
     try:
         with progress.task(f"pulling {dest.name}", total=layer.size) as advance:
-            client.fetch_blob_to(layer.digest, layer.size, Path(tmp), advance)
-        os.chmod(tmp, 0o644)
+            client.fetch_blob_to(layer.digest, layer.size, Path(tmp), advance, sparse=True)
         os.replace(tmp, dest)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -15,11 +15,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from dockerify.errors import NotFound
+from dockerify.fixups import restore_tree
 from dockerify.limits import DEFAULT_MAX_SIZE
 from dockerify.oci.flatten import flatten
-from dockerify.oci.local import open_layout
 from dockerify.oci.model import Descriptor, sha256_digest
-from dockerify.oci.refs import parse_ref
+from dockerify.oci.refs import image_ref
 from dockerify.oci.select import images
 from dockerify.registry.client import Options
 from dockerify.registry.signing import (
@@ -36,6 +36,7 @@ from dockerify.registry.signing import (
     signature_tag,
     targets,
 )
+from dockerify.stores import open_layout
 from dockerify.trust.attest import BadEnvelope, envelope, names_digest, open_envelope, statement
 from dockerify.trust.keys import PrivateKey, PublicKey
 from dockerify.trust.sbom import PREDICATE_SPDX, sbom_of_entries
@@ -68,13 +69,13 @@ def sboms(
     text: str, platform: Any = None, max_size: int = DEFAULT_MAX_SIZE
 ) -> tuple[Descriptor, list[tuple[Descriptor, dict[str, Any]]]]:
     """The image's root, and (platform manifest, SPDX document) for each platform of it."""
-    ref = parse_ref(text)
+    ref = image_ref(text)
     out = []
     with open_layout(ref, max_size) as (layout, root):
         for image in images(layout, root, text):
             if platform is not None and image.platform != platform:
                 continue
-            entries = flatten(image, restore_fixups=True, max_size=max_size)
+            entries = restore_tree(flatten(image, max_size=max_size), image.labels)
             name = f"{text} ({image.platform})"
             doc = sbom_of_entries(name, entries, str(ref), str(image.config.get("created") or ""))
             out.append((image.descriptor, doc))

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import json as _json
 import logging
 import os
 import random
@@ -26,7 +27,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 from urllib.parse import quote, urljoin, urlsplit, urlunsplit
 
 import oras.container
@@ -44,6 +45,7 @@ from dockerify.oci.model import (
     OCI_MANIFEST,
     Descriptor,
 )
+from dockerify.paths import require_file
 from dockerify.registry.auth import Authenticator, AuthError, Credentials, credentials_loader
 from dockerify.registry.reference import Reference, split_host  # noqa: F401
 
@@ -177,8 +179,8 @@ class RegistryClient(oras.provider.Registry):  # type: ignore[misc]  # oras ship
     ) -> None:
         self.options = options or Options.from_env()
         ca = self.options.ca_cert or _cert_dir_ca(ref.api_host)
-        if self.options.ca_cert and not Path(self.options.ca_cert).is_file():
-            raise NotFound(f"--ca-cert {self.options.ca_cert}: no such file")
+        if self.options.ca_cert:
+            require_file(self.options.ca_cert, f"--ca-cert {self.options.ca_cert}")
         verify: bool | str = ca or True
         super().__init__(hostname=ref.api_host, insecure=False, tls_verify=verify)
         self.ref = ref
@@ -353,8 +355,6 @@ class RegistryClient(oras.provider.Registry):  # type: ignore[misc]  # oras ship
     ) -> requests.Response:
         """oras-py's request hook, routed through `request` so its helpers share our auth and retries."""
         if json is not None:
-            import json as _json
-
             data = _json.dumps(json).encode()
         return self.request(
             method, url, headers=headers, body=data if isinstance(data, bytes) else None, stream=stream
@@ -670,9 +670,15 @@ class RegistryClient(oras.provider.Registry):  # type: ignore[misc]  # oras ship
                     offset = 0
 
     def fetch_blob_to(
-        self, digest: str, size: int, dest: Path, progress: Callable[[int], object] | None = None
+        self,
+        digest: str,
+        size: int,
+        dest: Path,
+        progress: Callable[[int], object] | None = None,
+        sparse: bool = False,
     ) -> None:
-        """Download a blob into `dest` (created or truncated), checking size and digest.
+        """Download a blob into `dest` (created or truncated), checking size and digest. With
+        `sparse`, runs of zeros become holes (an SD card's free space stays unallocated).
 
         A dropped connection resumes with a Range request. On any failure `dest` holds
         unverified bytes and the caller must remove it."""
@@ -707,7 +713,10 @@ class RegistryClient(oras.provider.Registry):  # type: ignore[misc]  # oras ship
                                 hint="the registry or something between it and you altered the data; nothing was written",
                             )
                         h.update(block)
-                        f.write(block)
+                        if sparse:
+                            _write_sparse(f, block)
+                        else:
+                            f.write(block)
                         if progress:
                             progress(len(block))
                     if got < size:
@@ -722,6 +731,7 @@ class RegistryClient(oras.provider.Registry):  # type: ignore[misc]  # oras ship
                     self._sleep(failures - 1, f"download of {digest}", e)
                 finally:
                     r.close()
+            f.truncate(got)  # a hole at the end has no bytes written to mark the size
         actual = "sha256:" + h.hexdigest()
         if actual != digest:
             raise CorruptInput(
@@ -773,3 +783,18 @@ def connect(reference: Reference, options: Options | None = None) -> RegistryCli
 
 
 __all__ = ["Options", "RegistryClient", "RegistryError", "connect", "split_host"]
+
+
+_HOLE = 64 << 10
+_ZEROS = bytes(_HOLE)
+
+
+def _write_sparse(f: BinaryIO, block: bytes) -> None:
+    """Write `block`, seeking over each all-zero 64 KiB piece instead of writing it."""
+    view = memoryview(block)
+    for start in range(0, len(block), _HOLE):
+        piece = view[start : start + _HOLE]
+        if piece == _ZEROS[: len(piece)]:
+            f.seek(len(piece), os.SEEK_CUR)
+        else:
+            f.write(piece)

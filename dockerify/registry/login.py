@@ -31,7 +31,9 @@ from dockerify.registry.authfiles import (
     read_config,
     write_config,
 )
+from dockerify.registry.client import RegistryClient, RegistryError
 from dockerify.registry.helpers import TOKEN_USERNAME, Helper, HelperError, default_store
+from dockerify.registry.reference import Reference
 
 log = logging.getLogger("dockerify")
 
@@ -51,9 +53,6 @@ def _b64(text: str) -> str:
 def check_login(registry: str, creds: Credentials, options: Any = None) -> str | None:
     """Ask the registry to accept `creds` (GET /v2/ through its challenge), as `docker login`
     does; the identity token its token service handed out instead of the password, if any."""
-    from dockerify.registry.client import RegistryClient, RegistryError
-    from dockerify.registry.reference import Reference
-
     # a repository is needed to build a client; /v2/ itself names none
     client = RegistryClient(Reference(registry, "library/dockerify-login"), options, credentials=creds)
     client.auth.want_identity_token = True

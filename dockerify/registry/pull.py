@@ -18,15 +18,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from dockerify import umask
 from dockerify.errors import CorruptInput, DockerifyError
 from dockerify.oci.blobs import BlobStore
 from dockerify.oci.layout import Layout
+from dockerify.oci.manifests import choose_platform, is_index_body, media_type_of
 from dockerify.oci.model import Descriptor, parse_json_object
-from dockerify.oci.refs import ImageRef, parse_ref
 from dockerify.platform import Platform
 from dockerify.progress import Progress
 from dockerify.registry.client import Options, RegistryClient
-from dockerify.registry.push import choose_platform, is_index_body
 from dockerify.registry.reference import Reference, parse_reference
 from dockerify.registry.signing import RegistryStore, load_public_key, verify_digest
 from dockerify.registry.transfer import TransferStats
@@ -48,8 +48,6 @@ def _parse(data: bytes, media_type: str, where: str) -> dict[str, Any]:
 
 
 def _media_type(media_type: str, body: dict[str, Any]) -> str:
-    from dockerify.registry.push import media_type_of
-
     return media_type_of(Descriptor(media_type, "sha256:" + "0" * 64, 0), body)
 
 
@@ -65,7 +63,7 @@ def _store_blob(
         if stats:
             stats.skipped(d.size)
         return
-    fd, tmp = tempfile.mkstemp(dir=layout.blobs.root, prefix=".tmp-")
+    fd, tmp = umask.mkstemp(dir=layout.blobs.root, prefix=".tmp-")
     os.close(fd)
     try:
         client.fetch_blob_to(d.digest, d.size, Path(tmp), advance)
@@ -206,7 +204,7 @@ def pull_to_layout(reference: str, root_dir: str | Path) -> tuple[Layout, Descri
     return layout, root
 
 
-def _move_blobs(staging: Layout, layout: Layout) -> None:
+def move_blobs(staging: Layout, layout: Layout) -> None:
     for path in staging.blobs.root.iterdir():
         if path.name.startswith("."):
             continue
@@ -222,41 +220,9 @@ def _move_blobs(staging: Layout, layout: Layout) -> None:
 
 
 @contextlib.contextmanager
-def _staging(parent: Path) -> Iterator[Layout]:
+def staging_layout(parent: Path) -> Iterator[Layout]:
     tmp = tempfile.mkdtemp(dir=parent, prefix=".pull-")
     try:
         yield Layout.create(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def pull(
-    reference: str,
-    dest: str | ImageRef,
-    platform: Platform | None = None,
-    options: Options | None = None,
-    progress: Progress | None = None,
-    verify_key: str | None = None,
-    stats: TransferStats | None = None,
-) -> tuple[Descriptor, list[Descriptor]]:
-    """Pull `reference` into `dest` (oci:, oci-archive:, docker-archive:, docker-daemon: or
-    another registry reference). Nothing is written unless every digest checks out."""
-    from dockerify.outputs import write_output
-
-    ref = parse_reference(reference)
-    out = parse_ref(dest) if isinstance(dest, str) else dest
-    progress = progress or Progress(quiet=True)
-    client = RegistryClient(ref, options)
-    if verify_key is not None:
-        load_public_key(verify_key)  # a bad key file fails before anything is fetched
-
-    def produce(layout: Layout) -> Descriptor:
-        with _staging(layout.root) as staging:
-            root = fetch_into(
-                staging, ref, platform, options, progress, verify_key, client, layout.blobs, stats
-            )
-            _move_blobs(staging, layout)
-        return root
-
-    name = f"{ref.registry}/{ref.repository}:{ref.tag or 'latest'}"
-    return write_output(out, name, produce, progress)

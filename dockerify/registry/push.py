@@ -8,17 +8,15 @@ digest, then the root under the tag. Signatures the layout holds for the pushed 
 from __future__ import annotations
 
 import logging
-import tempfile
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 from dockerify.errors import CorruptInput, DockerifyError, NotFound
 from dockerify.oci.layout import Layout
-from dockerify.oci.model import INDEX_TYPES, OCI_INDEX, OCI_MANIFEST, Descriptor
+from dockerify.oci.manifests import choose_platform, is_index_body, media_type_of
+from dockerify.oci.model import Descriptor
 from dockerify.platform import Platform
 from dockerify.progress import Progress
 from dockerify.registry.client import Options, RegistryClient
@@ -27,41 +25,6 @@ from dockerify.registry.signing import local_signatures, signature_tag
 from dockerify.registry.transfer import TransferStats
 
 log = logging.getLogger("dockerify")
-
-
-def media_type_of(desc: Descriptor, body: dict[str, Any]) -> str:
-    if desc.media_type:
-        return desc.media_type
-    if body.get("mediaType"):
-        return str(body["mediaType"])
-    return OCI_INDEX if "manifests" in body else OCI_MANIFEST
-
-
-def is_index_body(media_type: str, body: dict[str, Any]) -> bool:
-    return media_type in INDEX_TYPES or ("manifests" in body and "layers" not in body)
-
-
-def same_platform(a: Platform | None, b: Platform) -> bool:
-    if a is None:
-        return False
-
-    def norm(p: Platform) -> Platform:
-        try:
-            return Platform.parse(str(p))
-        except DockerifyError:
-            return p
-
-    return norm(a) == norm(b)
-
-
-def choose_platform(children: list[Descriptor], platform: Platform, where: str) -> Descriptor:
-    for child in children:
-        if same_platform(child.platform, platform):
-            return child
-    available = [str(c.platform) for c in children if c.platform and c.platform.architecture != "unknown"]
-    raise NotFound(
-        f"{where}: no image for platform {platform}", hint="available: " + (", ".join(available) or "none")
-    )
 
 
 @dataclass
@@ -210,48 +173,3 @@ def _push_signatures(client: RegistryClient, layout: Layout, root: Descriptor) -
             if sig is not None:
                 log.info("pushing %s %s", "signature" if kind == "sig" else "attestation", tag)
                 push_graph(client, layout, sig, tag)
-
-
-def push_source(
-    source: str,
-    reference: str,
-    platform: Platform | None = None,
-    options: Options | None = None,
-    progress: Progress | None = None,
-    stats: TransferStats | None = None,
-    mount_from: tuple[str, ...] = (),
-) -> Descriptor:
-    """Push any image reference (oci:, oci-archive:, docker-archive:, docker-daemon:, or another
-    registry) to `reference`."""
-    from dockerify.oci.local import open_layout
-    from dockerify.oci.refs import parse_ref
-    from dockerify.registry.signing import resolve_local
-
-    src = parse_ref(source)
-    target = parse_reference(reference)
-    if src.transport == "oci":
-        if not Path(src.path).exists():
-            raise NotFound(f"{src}: no such directory")
-        layout = Layout.open(src.path)
-        return push_layout(
-            layout,
-            resolve_local(layout, src.tag, str(src)),
-            target,
-            options,
-            progress,
-            platform,
-            stats,
-            mount_from,
-        )
-    if src.transport == "registry":
-        from dockerify.registry.pull import fetch_into
-
-        with tempfile.TemporaryDirectory(prefix="dockerify-copy-") as tmp:
-            layout = Layout.create(tmp)
-            source_ref = parse_reference(src.path)
-            if source_ref.registry == target.registry:  # same registry: mount, do not copy
-                mount_from = (*mount_from, source_ref.repository)
-            root = fetch_into(layout, src.path, platform, options, progress)
-            return push_layout(layout, root, target, options, progress, None, stats, mount_from)
-    with open_layout(src) as (layout, root):
-        return push_layout(layout, root, target, options, progress, platform, stats, mount_from)

@@ -38,6 +38,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from dockerify.errors import CorruptInput, DockerifyError, NotFound
+from dockerify.oci.archive import safe_extract
 from dockerify.oci.layout import Layout, is_index
 from dockerify.oci.model import (
     DOCKER_MANIFEST_LIST as DOCKER_INDEX,
@@ -51,7 +52,7 @@ from dockerify.oci.model import (
     canonical_json,
     sha256_digest,
 )
-from dockerify.oci.refs import ImageRef, parse_ref
+from dockerify.oci.refs import ImageRef, image_ref
 from dockerify.registry.client import Options, RegistryClient
 from dockerify.registry.reference import Reference, parse_reference
 from dockerify.trust.keys import (
@@ -215,15 +216,12 @@ class SignatureStore(Protocol):
     docker_reference: str
 
     def resolve(self) -> Descriptor: ...
-
     def manifest_bytes(self, desc: Descriptor) -> bytes: ...
 
     def tagged(self, digest: str, kind: str) -> Found | None: ...
-
     def referrers(self, digest: str, kind: str) -> list[Found]: ...
 
     def write(self, digest: str, manifest: bytes, blobs: list[bytes], kind: str = "sig") -> None: ...
-
     def write_referrer(self, subject: Descriptor, manifest: bytes, blobs: list[bytes], kind: str) -> None: ...
 
 
@@ -444,7 +442,7 @@ def open_store(
 ) -> Iterator[SignatureStore]:
     """The signature store of an image reference: a registry, an oci: layout, or (read only)
     an oci-archive."""
-    ref = parse_ref(text) if isinstance(text, str) else text
+    ref = image_ref(text) if isinstance(text, str) else text
     if ref.transport == "registry":
         r = parse_reference(ref.path)
         store = RegistryStore(RegistryClient(r, options), r)
@@ -454,8 +452,6 @@ def open_store(
     elif ref.transport == "oci":
         yield LayoutStore(Layout.open(ref.path), ref.tag, str(ref), identity)
     elif ref.transport == "oci-archive" and not writable:
-        from dockerify.oci.archive import safe_extract
-
         with tempfile.TemporaryDirectory(prefix="dockerify-verify-") as tmp:
             safe_extract(ref.path, Path(tmp))
             yield LayoutStore(Layout.open(tmp), ref.tag, str(ref), identity)

@@ -10,9 +10,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from dockerify.errors import DockerifyError
+from dockerify.oci.archive import safe_extract
 from dockerify.oci.layout import Layout
 from dockerify.oci.model import Descriptor
-from dockerify.oci.refs import ImageRef, parse_ref
+from dockerify.oci.refs import ImageRef, image_ref
 from dockerify.registry.client import Options, RegistryClient
 from dockerify.registry.pull import fetch_into
 from dockerify.registry.reference import parse_reference
@@ -25,13 +26,13 @@ log = logging.getLogger("dockerify")
 def open_verified_layout(
     ref: ImageRef | str, key_path: str, options: Options | None = None
 ) -> Iterator[tuple[Layout, Descriptor]]:
-    """Like `dockerify.oci.local.open_layout`, but refuses an image whose signature is missing
+    """Like `dockerify.stores.open_layout`, but refuses an image whose signature is missing
     or does not verify with the public key at `key_path`.
 
     Registry images are resolved to a digest, that digest's signature is checked, and only then
     is the image fetched (by digest). oci: and oci-archive: layouts are checked against the
     signatures they hold. Docker archives and the daemon hold no signatures and are refused."""
-    ref = parse_ref(ref) if isinstance(ref, str) else ref
+    ref = image_ref(ref) if isinstance(ref, str) else ref
     key = load_public_key(key_path)
     if ref.transport == "registry":
         r = parse_reference(ref.path)
@@ -49,8 +50,6 @@ def open_verified_layout(
         yield store.layout, root
         return
     if ref.transport == "oci-archive":
-        from dockerify.oci.archive import safe_extract
-
         with tempfile.TemporaryDirectory(prefix="dockerify-") as tmp:
             safe_extract(ref.path, Path(tmp))
             store = LayoutStore(Layout.open(tmp), ref.tag, str(ref))

@@ -11,8 +11,12 @@ from typing import Any
 from dockerify.entry import Entry
 from dockerify.errors import CorruptInput, NotFound
 from dockerify.limits import DEFAULT_MAX_SIZE as DEFAULT_MAX_SIZE  # re-exported: callers import it from here
+from dockerify.sources.compression import detect, open_disk_image, open_stream
+from dockerify.sources.directory import directory_entries
+from dockerify.sources.disk import DiskSource, FilesystemSource, probe_bare_fs
 from dockerify.sources.disklayout import DiskLayout
 from dockerify.sources.options import DEFAULT_READ, ReadOptions
+from dockerify.sources.tarstream import tar_entries
 
 
 @dataclass
@@ -26,8 +30,6 @@ class Source:
 
 def _kind_of(path: str, max_size: int) -> tuple[str, str]:
     """("disk" | "filesystem" | "tarball", the filesystem kind for "filesystem")."""
-    from dockerify.sources.compression import detect, open_stream
-    from dockerify.sources.disk import probe_bare_fs
 
     if os.path.getsize(path) == 0:
         raise CorruptInput(f"{path}: the file is empty (0 bytes)")
@@ -61,14 +63,10 @@ def open_source(
     if not os.path.exists(path):
         raise NotFound(f"{path}: no such file or directory")
     if os.path.isdir(path):
-        from dockerify.sources.directory import directory_entries
-
         yield Source(path, "directory", lambda: directory_entries(path))
         return
     kind, fs = _kind_of(path, max_size)
     if kind == "tarball":
-        from dockerify.sources.compression import open_stream
-        from dockerify.sources.tarstream import tar_entries
 
         def tar_stream() -> Iterator[Entry]:
             with open_stream(path, max_size) as s:
@@ -76,8 +74,6 @@ def open_source(
 
         yield Source(path, "tarball", tar_stream)
         return
-    from dockerify.sources.compression import open_disk_image
-    from dockerify.sources.disk import DiskSource, FilesystemSource
 
     with open_disk_image(path, max_size) as (f, size):
         if kind == "filesystem":

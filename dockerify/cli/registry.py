@@ -1,20 +1,34 @@
-"""Registry subcommands: login, logout, push, pull, push-artifact, pull-artifact, keygen, sign, verify."""
+"""`dockerify login`, `logout`, `push`, `pull`, `push-artifact`, `pull-artifact`, `keygen`, `sign`,
+`verify`, `sbom` and `verify-attestation`."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
 import sys
-from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
+from dockerify.cli.options import common, json_flag, max_size, parse_size
 from dockerify.errors import DockerifyError
+from dockerify.oci.model import SDCARD_ARTIFACT_TYPE
+from dockerify.platform import Platform
+from dockerify.progress import Progress
+from dockerify.trees import open_tree
+from dockerify.trust.sbom import sbom_json, sbom_of_entries
+
+if TYPE_CHECKING:
+    from dockerify.registry.client import Options
+
+# The registry client and the signing keys need oras, requests and cryptography, which the
+# frontend image does not have: the commands that use them import them.
 
 log = logging.getLogger("dockerify")
-Common = Callable[[argparse.ArgumentParser], None]
 
 
-def _options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
+def _options(args: argparse.Namespace) -> Options:
     from dockerify.registry.client import Options
 
     return Options.from_env(
@@ -25,15 +39,11 @@ def _options(args: argparse.Namespace):  # type: ignore[no-untyped-def]
     )
 
 
-def _platform(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from dockerify.platform import Platform
-
+def _platform(args: argparse.Namespace) -> Platform | None:
     return Platform.parse(args.platform) if getattr(args, "platform", None) else None
 
 
-def _progress(args: argparse.Namespace):  # type: ignore[no-untyped-def]
-    from dockerify.progress import Progress
-
+def _progress(args: argparse.Namespace) -> Progress:
     return Progress(quiet=args.quiet)
 
 
@@ -46,8 +56,6 @@ def _annotation(text: str) -> tuple[str, str]:
 
 def _read_login(args: argparse.Namespace, registry: str) -> tuple[str, str]:
     """User name and password as `docker login` takes them: --password-stdin, else a prompt."""
-    import getpass
-    import sys
 
     if args.password_stdin:
         if not args.username:
@@ -100,7 +108,7 @@ def cmd_logout(args: argparse.Namespace) -> int:
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from dockerify.registry.push import push_source
+    from dockerify.registry.copy import push_source
     from dockerify.registry.transfer import TransferStats
 
     stats = TransferStats()
@@ -127,7 +135,7 @@ def cmd_push(args: argparse.Namespace) -> int:
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
-    from dockerify.registry.pull import pull
+    from dockerify.registry.copy import pull
     from dockerify.registry.transfer import TransferStats
 
     stats = TransferStats()
@@ -190,13 +198,19 @@ def cmd_keygen(args: argparse.Namespace) -> int:
     fmt, algorithm = KeyFormat(args.format), Algorithm(args.algorithm)
     key, pub = keygen(args.output_key_prefix, password, force=args.force, fmt=fmt, algorithm=algorithm)
     log.info("private key (%s format) written to %s, public key to %s", fmt.value, key, pub)
-    print(pub)
+    if args.json:
+        print(
+            json.dumps({"key": str(key), "pub": str(pub), "format": fmt.value, "algorithm": algorithm.value})
+        )
+    else:
+        print(pub)
     return 0
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
     from dockerify.registry.signing import sign, signature_tag
 
+    done = []
     for signed in sign(
         args.reference, args.key, args.recursive, _options(args), args.identity, referrers=args.referrers
     ):
@@ -205,7 +219,12 @@ def cmd_sign(args: argparse.Namespace) -> int:
             log.info("signed %s (%s)", signed.digest, where)
         else:
             log.info("%s: already signed with this key (%s); nothing added", signed.digest, where)
-        print(signed.digest)
+        if args.json:
+            done.append({"digest": signed.digest, "added": signed.added, "stored": where})
+        else:
+            print(signed.digest)
+    if args.json:
+        print(json.dumps(done))
     return 0
 
 
@@ -229,15 +248,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_sbom(args: argparse.Namespace) -> int:
-    from dockerify.platform import Platform
+    from dockerify.registry.attestations import attest_sboms
+    from dockerify.registry.signing import signature_tag
+    from dockerify.trust.keys import write_new
 
     platform = Platform.parse(args.platform) if args.platform else None
     if args.attest:
-        from dockerify.registry.attestations import attest_sboms
-
         if not args.key:
             raise DockerifyError("--attest signs the SBOM and needs --key", hint="pass --key KEY")
-        from dockerify.registry.signing import signature_tag
 
         for done in attest_sboms(
             args.target, args.key, platform, _options(args), args.referrers, max_size=args.max_size
@@ -250,17 +268,11 @@ def cmd_sbom(args: argparse.Namespace) -> int:
             )
             print(done.digest)
         return 0
-    from dockerify.trees import open_tree
-    from dockerify.trust.sbom import sbom_json, sbom_of_entries
 
     with open_tree(args.target, platform=platform, max_size=args.max_size) as tree:
         created = str(tree.image.config.get("created") or "") if tree.image is not None else None
         data = sbom_json(sbom_of_entries(args.target, tree.entries(), created=created))
     if args.output:
-        from pathlib import Path
-
-        from dockerify.trust.keys import write_new
-
         write_new(Path(args.output), data, 0o644, force=True)
     else:
         sys.stdout.buffer.write(data)
@@ -313,13 +325,11 @@ def _authfile_flag(p: argparse.ArgumentParser, verb: str | None = None) -> None:
 
 
 def _chunk_flag(p: argparse.ArgumentParser) -> None:
-    from dockerify.cli import parse_size
-
     p.add_argument("--chunk-size", type=parse_size, metavar="SIZE", help="upload chunk size (default 128M)")
 
 
-def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: Common) -> None:
-    from dockerify.oci.model import SDCARD_ARTIFACT_TYPE
+def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    from dockerify.trust.keys import Algorithm, KeyFormat
 
     for name, what in (("login", "log in to"), ("logout", "log out of")):
         p = sub.add_parser(
@@ -358,7 +368,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: C
     p = sub.add_parser(
         "push", help="push an image (oci:, oci-archive:, docker-archive:, docker-daemon:) to a registry"
     )
-    p.add_argument("source", metavar="SRC")
+    p.add_argument(
+        "source",
+        metavar="SRC",
+        help="the image to push: oci:, oci-archive:, docker-archive:, a daemon NAME or a registry",
+    )
     p.add_argument("reference", metavar="REF", help="REGISTRY/REPO[:TAG]")
     p.add_argument("--platform", help="push only this platform of a multi-platform image")
     p.add_argument(
@@ -369,9 +383,10 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: C
         help="a repository of the same registry holding blobs of this image (an earlier version): "
         "they are mounted, not uploaded",
     )
-    p.add_argument("--json", action="store_true")
+    json_flag(p)
     _registry_flags(p)
     _chunk_flag(p)
+    max_size(p)
     common(p)
     p.set_defaults(func=cmd_push)
 
@@ -379,47 +394,61 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: C
         "pull",
         help="pull an image from a registry into oci:, oci-archive:, docker-archive: or docker-daemon:",
     )
-    p.add_argument("reference", metavar="REF")
-    p.add_argument("dest", metavar="DEST")
+    p.add_argument("reference", metavar="REF", help="HOST/REPO[:TAG|@DIGEST] to pull")
+    p.add_argument(
+        "dest",
+        metavar="DEST",
+        help="oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE or docker-daemon:NAME",
+    )
     p.add_argument("--platform", help="pull only this platform of a multi-platform image")
     p.add_argument(
         "--verify-key",
         metavar="PUB",
         help="refuse the image unless its signature verifies with this public key",
     )
-    p.add_argument("--json", action="store_true")
+    json_flag(p)
     _registry_flags(p)
+    max_size(p)
     common(p)
     p.set_defaults(func=cmd_pull)
 
     p = sub.add_parser("push-artifact", help="push a file (e.g. an SD-card image) as an OCI artifact")
-    p.add_argument("file", metavar="FILE")
-    p.add_argument("reference", metavar="REF")
+    p.add_argument("file", metavar="FILE", help="the file to push")
+    p.add_argument("reference", metavar="REF", help="HOST/REPO:TAG to push it to")
     p.add_argument(
         "--artifact-type",
-        default=SDCARD_ARTIFACT_TYPE,
         metavar="TYPE",
-        help=f"default {SDCARD_ARTIFACT_TYPE}",
+        help=f"the manifest's artifactType (default from the content: {SDCARD_ARTIFACT_TYPE} for a "
+        "disk image, application/vnd.dockerify.file.v1 for anything else)",
     )
-    p.add_argument("--annotation", action="append", default=[], type=_annotation, metavar="K=V")
+    p.add_argument(
+        "--annotation",
+        action="append",
+        default=[],
+        type=_annotation,
+        metavar="K=V",
+        help="a manifest annotation (repeatable)",
+    )
     p.add_argument("--platform", help="the platform the file is for (an annotation)")
     p.add_argument("--title", help="file name recorded in the artifact (default: FILE's name)")
-    p.add_argument("--media-type", help="layer media type (default from the file's compression)")
-    p.add_argument("--json", action="store_true")
+    p.add_argument(
+        "--media-type",
+        help="layer media type (default from the content: an SD card, cpio, tar or octet-stream, "
+        "with the compression as a suffix, e.g. +xz)",
+    )
+    json_flag(p)
     _registry_flags(p)
     _chunk_flag(p)
     common(p)
     p.set_defaults(func=cmd_push_artifact)
 
     p = sub.add_parser("pull-artifact", help="pull a one-file OCI artifact")
-    p.add_argument("reference", metavar="REF")
+    p.add_argument("reference", metavar="REF", help="HOST/REPO[:TAG|@DIGEST] of the artifact")
     p.add_argument("dest", metavar="DEST", help="a file name, or a directory to use the artifact's title")
-    p.add_argument("--json", action="store_true")
+    json_flag(p)
     _registry_flags(p)
     common(p)
     p.set_defaults(func=cmd_pull_artifact)
-
-    from dockerify.trust.keys import Algorithm, KeyFormat
 
     p = sub.add_parser(
         "keygen",
@@ -442,11 +471,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: C
         help="key algorithm (default ECDSA P-256, as cosign generate-key-pair)",
     )
     p.add_argument("--force", action="store_true", help="overwrite existing key files")
+    json_flag(p, "the key files written")
     common(p)
     p.set_defaults(func=cmd_keygen)
 
     p = sub.add_parser("sign", help="sign an image (registry or oci:DIR) in cosign's format")
-    p.add_argument("reference", metavar="REF")
+    p.add_argument(
+        "reference", metavar="REF", help="the image: HOST/REPO[:TAG], oci:DIR[:TAG] or a layout's path"
+    )
     p.add_argument(
         "--key",
         required=True,
@@ -465,15 +497,18 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: C
         metavar="NAME",
         help="docker-reference to write in the payload (default: the repository)",
     )
+    json_flag(p, "the manifests signed")
     _registry_flags(p)
     common(p)
     p.set_defaults(func=cmd_sign)
 
     p = sub.add_parser("verify", help="verify an image's cosign signature with a public key")
-    p.add_argument("reference", metavar="REF")
+    p.add_argument(
+        "reference", metavar="REF", help="the image: HOST/REPO[:TAG], oci:DIR[:TAG], oci-archive:FILE"
+    )
     p.add_argument("--key", required=True, metavar="PUB", help="public key (PEM)")
     p.add_argument("--recursive", action="store_true", help="also verify every platform manifest of an index")
-    p.add_argument("--json", action="store_true")
+    json_flag(p)
     _registry_flags(p)
     common(p)
     p.set_defaults(func=cmd_verify)
@@ -483,7 +518,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: C
         help="an SPDX 2.3 JSON SBOM from a tree's dpkg database (disk image, tarball, directory or image); "
         "--attest attaches it to the image as a signed attestation",
     )
-    p.add_argument("target", metavar="SOURCE|IMAGE")
+    p.add_argument(
+        "target", metavar="SOURCE|IMAGE", help="a disk image, tarball or directory, or an image (see README)"
+    )
     p.add_argument("--platform", help="the platform of an image that holds several")
     p.add_argument("-o", "--output", metavar="FILE", help="write the SBOM here instead of stdout")
     p.add_argument(
@@ -494,13 +531,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: C
     p.add_argument("--key", metavar="KEY", help="private key to sign the attestation with")
     p.add_argument("--referrers", action="store_true", help="attach it as an OCI 1.1 referrer instead")
     _registry_flags(p)
+    max_size(p)
     common(p)
     p.set_defaults(func=cmd_sbom)
 
     p = sub.add_parser(
         "verify-attestation", help="verify an image's attestations (cosign's format) with a public key"
     )
-    p.add_argument("reference", metavar="REF")
+    p.add_argument("reference", metavar="REF", help="the image: HOST/REPO[:TAG] or oci:DIR[:TAG]")
     p.add_argument("--key", required=True, metavar="PUB", help="public key (PEM)")
     p.add_argument(
         "--type",
@@ -508,10 +546,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser], common: C
         help="predicate type: spdxjson (default), cyclonedx, slsaprovenance, ... or a URI",
     )
     p.add_argument("--recursive", action="store_true", help="also verify every platform manifest of an index")
-    p.add_argument("--json", action="store_true", help="print the verified predicates")
+    json_flag(p, "the verified predicates")
     _registry_flags(p)
     common(p)
     p.set_defaults(func=cmd_verify_attestation)
-
-
-__all__ = ["register", "DockerifyError"]

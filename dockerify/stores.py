@@ -1,4 +1,5 @@
-"""Opening an image reference on this machine: an OCI layout, an archive, or the Docker daemon."""
+"""The one map from a transport prefix to where an image is: an OCI layout, an archive, the Docker
+daemon or a registry (pulled into a temporary layout)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from dockerify.oci.archive import docker_archive_to_layout, safe_extract
 from dockerify.oci.layout import Layout
 from dockerify.oci.model import Descriptor
 from dockerify.oci.refs import ImageRef
+from dockerify.paths import require_file
 
 
 @contextlib.contextmanager
@@ -31,14 +33,12 @@ def open_layout(ref: ImageRef, max_size: int = DEFAULT_MAX_SIZE) -> Iterator[tup
     with tempfile.TemporaryDirectory(prefix="dockerify-") as tmp:
         root = Path(tmp)
         if ref.transport == "oci-archive":
-            if not Path(ref.path).is_file():
-                raise NotFound(f"{ref}: no such file")
+            require_file(ref.path, str(ref))
             safe_extract(ref.path, root, max_size)
             layout = Layout.open(root)
             yield layout, layout.resolve(ref.tag)
         elif ref.transport == "docker-archive":
-            if not Path(ref.path).is_file():
-                raise NotFound(f"{ref}: no such file")
+            require_file(ref.path, str(ref))
             safe_extract(ref.path, root, max_size)
             yield docker_archive_to_layout(root, str(ref))
         elif ref.transport == "docker-daemon":
@@ -51,7 +51,8 @@ def open_layout(ref: ImageRef, max_size: int = DEFAULT_MAX_SIZE) -> Iterator[tup
             archive.unlink()
             yield docker_archive_to_layout(unpacked, str(ref))
         else:
-            from dockerify.registry import pull_to_layout  # registry support lives in its own package
+            # The registry client needs oras and requests, which the frontend image does not have.
+            from dockerify.registry.pull import pull_to_layout
 
             yield pull_to_layout(ref.path, root)
 
