@@ -6,8 +6,8 @@ from typing import Any
 
 from dockerify.entry import FileType
 from dockerify.observe import TreeFacts
-from dockerify.oci.layout import is_index
 from dockerify.oci.local import open_layout
+from dockerify.oci.mediatype import is_index
 from dockerify.oci.refs import parse_ref
 from dockerify.oci.select import images
 from dockerify.platform import Platform
@@ -60,7 +60,7 @@ def inspect_image(text: str, platform: str | None) -> dict[str, Any]:
             "image": str(ref),
             "digest": root.digest,
             "mediaType": root.media_type or body.get("mediaType", ""),
-            "index": is_index(root, body),
+            "index": is_index(root.media_type, body),
             "platforms": [str(i.platform) for i in found],
             "manifests": [
                 {

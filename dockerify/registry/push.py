@@ -12,13 +12,14 @@ import tempfile
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from dockerify.errors import CorruptInput, DockerifyError, NotFound
+from dockerify.oci.graph import Graph, walk
 from dockerify.oci.layout import Layout
-from dockerify.oci.model import INDEX_TYPES, OCI_INDEX, OCI_MANIFEST, Descriptor
+from dockerify.oci.mediatype import is_index
+from dockerify.oci.model import Descriptor
 from dockerify.platform import Platform
 from dockerify.progress import Progress
 from dockerify.registry.client import Options, RegistryClient
@@ -27,18 +28,6 @@ from dockerify.registry.signing import local_signatures, signature_tag
 from dockerify.registry.transfer import TransferStats
 
 log = logging.getLogger("dockerify")
-
-
-def media_type_of(desc: Descriptor, body: dict[str, Any]) -> str:
-    if desc.media_type:
-        return desc.media_type
-    if body.get("mediaType"):
-        return str(body["mediaType"])
-    return OCI_INDEX if "manifests" in body else OCI_MANIFEST
-
-
-def is_index_body(media_type: str, body: dict[str, Any]) -> bool:
-    return media_type in INDEX_TYPES or ("manifests" in body and "layers" not in body)
 
 
 def same_platform(a: Platform | None, b: Platform) -> bool:
@@ -64,36 +53,12 @@ def choose_platform(children: list[Descriptor], platform: Platform, where: str) 
     )
 
 
-@dataclass
-class Graph:
-    """What an image consists of: manifests children-first (with their bytes), and blobs."""
-
-    manifests: list[tuple[Descriptor, bytes]] = field(default_factory=list)
-    blobs: dict[str, Descriptor] = field(default_factory=dict)
-
-
 def layout_graph(layout: Layout, root: Descriptor) -> Graph:
-    graph = Graph()
-    seen: set[str] = set()
-
-    def walk(desc: Descriptor) -> None:
-        if desc.digest in seen:
-            return
-        seen.add(desc.digest)
+    def fetch(desc: Descriptor) -> tuple[bytes, str, dict[str, Any]]:
         data, body = layout.read_json_raw(desc)
-        media_type = media_type_of(desc, body)
-        if is_index_body(media_type, body):
-            for child in body.get("manifests", []):
-                walk(Descriptor.from_json(child))
-        else:
-            for d in [body.get("config"), *body.get("layers", [])]:
-                if isinstance(d, dict):
-                    blob = Descriptor.from_json(d)
-                    graph.blobs.setdefault(blob.digest, blob)
-        graph.manifests.append((Descriptor(media_type, desc.digest, desc.size, desc.platform), data))
+        return data, "", body
 
-    walk(root)
-    return graph
+    return walk(root, fetch)
 
 
 def _upload_blobs(
@@ -183,7 +148,7 @@ def push_layout(
     client = RegistryClient(ref, options)
     if platform is not None:
         _, body = layout.read_json_raw(root)
-        if is_index_body(media_type_of(root, body), body):
+        if is_index(root.media_type, body):
             root = choose_platform(
                 [Descriptor.from_json(d) for d in body.get("manifests", [])], platform, str(layout.root)
             )
