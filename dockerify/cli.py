@@ -123,6 +123,36 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_copy(args: argparse.Namespace) -> int:
+    from dockerify.oci.copy import copy
+    from dockerify.platform import Platform
+    from dockerify.transports import open_store
+
+    platforms = [Platform.parse(p) for p in args.platform or []]
+    with open_store(args.source) as src, open_store(args.destination) as dst:
+        result = copy(src, dst, platforms=platforms)
+    logging.getLogger("dockerify").info(
+        "copied %s to %s (%d blobs copied, %d already there)",
+        args.source,
+        args.destination,
+        result.blobs_copied,
+        result.blobs_skipped,
+    )
+    if args.json:
+        info = {
+            "digest": result.root.digest,
+            "mediaType": result.root.media_type,
+            "manifests": [d.digest for d in result.manifests],
+            "blobs_copied": result.blobs_copied,
+            "blobs_skipped": result.blobs_skipped,
+            "bytes_copied": result.bytes_copied,
+        }
+        print(json.dumps(info, indent=2, sort_keys=True))
+    else:
+        print(result.root.digest)
+    return 0
+
+
 def cmd_diff(args: argparse.Namespace) -> int:
     from dockerify.diff import compare, records
     from dockerify.platform import Platform
@@ -262,6 +292,20 @@ def build_parser() -> argparse.ArgumentParser:
     _source_reading(d)
     _common(d)
     d.set_defaults(func=cmd_diff)
+
+    c = sub.add_parser("copy", help="copy an image or a whole index between any two image references")
+    c.add_argument(
+        "source",
+        metavar="SOURCE",
+        help="oci:DIR[:TAG], oci-archive:FILE[:TAG], docker-archive:FILE, docker-daemon:NAME or REGISTRY/REPO:TAG",
+    )
+    c.add_argument("destination", metavar="DESTINATION", help="any of the forms SOURCE takes")
+    c.add_argument(
+        "--platform", action="append", help="copy only this platform of an index (repeat for several)"
+    )
+    c.add_argument("--json", action="store_true", help="print the copied root, manifests and counts as JSON")
+    _common(c)
+    c.set_defaults(func=cmd_copy)
 
     for register in _EXTRA_COMMANDS:
         register(sub, _common)

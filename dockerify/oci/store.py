@@ -244,6 +244,11 @@ class OciArchiveStore(StagedStore):
         safe_extract(str(self.path), root)
         return Layout.open(root), None
 
+    def has_blob(self, desc: Descriptor) -> bool:
+        if self._layout is None and self.path.is_file():
+            self.layout  # noqa: B018 -- an existing archive's blobs count
+        return super().has_blob(desc)
+
     def _writable(self) -> Layout:
         if self._layout is None and self.path.is_file():
             self.layout  # noqa: B018 -- adding to an existing archive keeps what it holds

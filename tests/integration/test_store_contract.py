@@ -26,6 +26,7 @@ from dockerify.oci.model import Descriptor, ImageConfig, Manifest, parse_documen
 from dockerify.oci.store import ImageStore
 from dockerify.platform import Platform
 from dockerify.transports import open_store
+from tests.conftest import dockerify
 from tests.integration import test_registry_support as support
 from tests.integration.test_registry_support import root_of, unique
 
@@ -236,3 +237,48 @@ def test_layouts_the_code_writes_parse_and_serialise_to_the_same_bytes(multi_ima
         else:
             todo.extend(doc.manifests)
     assert checked == 3
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_push_pull_and_copy_give_the_same_digests(
+    transport: str, seeded: dict[str, str], new_ref: Callable[[str], str]
+) -> None:
+    """`dockerify push` from every store and `copy` into the registry give one digest;
+    `dockerify pull` into every store and `copy` out of the registry give one image."""
+    pushed_ref, copied_ref = new_ref("registry"), new_ref("registry")
+    pushed = dockerify("push", seeded[transport], pushed_ref, "-q").stdout.strip()
+    copied = dockerify("copy", seeded[transport], copied_ref, "-q").stdout.strip()
+    assert pushed == copied == _identity(copied_ref)["manifest"]
+
+    pulled_ref, copy_ref = new_ref(transport), new_ref(transport)
+    dockerify("pull", copied_ref, pulled_ref, "-q")
+    assert dockerify("copy", copied_ref, copy_ref, "-q").stdout.strip() == pushed
+    assert _identity(pulled_ref) == _identity(copy_ref)
+
+
+def test_copy_command_json_and_refusals(multi_image: Path, tmp_path: Path) -> None:
+    out = json.loads(
+        dockerify("copy", f"oci:{multi_image}:v1", f"oci-archive:{tmp_path}/m.tar:v2", "--json", "-q").stdout
+    )
+    assert out["digest"] == root_of(multi_image, "v1")["digest"]
+    assert len(out["manifests"]) == 2 and out["blobs_copied"] > 0
+    # Copying again into the same archive finds every blob there.
+    again = json.loads(
+        dockerify("copy", f"oci:{multi_image}:v1", f"oci-archive:{tmp_path}/m.tar:v3", "--json", "-q").stdout
+    )
+    assert again["blobs_copied"] == 0 and again["digest"] == out["digest"]
+    with open_store(f"oci-archive:{tmp_path}/m.tar") as store:
+        assert sorted(store.tags()) == ["v2", "v3"]
+
+    bad = dockerify("copy", f"oci:{multi_image}:v1", f"docker-archive:{tmp_path}/d.tar", check=False)
+    assert bad.returncode == 1
+    assert bad.stderr.startswith("dockerify: error: docker-archive:") and "holds one platform" in bad.stderr
+    assert "Traceback" not in bad.stderr and not (tmp_path / "d.tar").exists()
+    missing = dockerify("copy", f"oci:{tmp_path}/nothing", f"oci:{tmp_path}/out", check=False)
+    assert missing.returncode == 2 and "no such directory" in missing.stderr
+    assert not (tmp_path / "out").exists()
+    wrong = dockerify(
+        "copy", f"oci:{multi_image}:v1", f"oci:{tmp_path}/p", "--platform", "linux/riscv64", check=False
+    )
+    assert wrong.returncode == 2 and "no image for platform linux/riscv64" in wrong.stderr
+    assert "linux/amd64" in wrong.stderr and not (tmp_path / "p").exists()
