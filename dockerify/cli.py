@@ -126,11 +126,12 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_copy(args: argparse.Namespace) -> int:
     from dockerify.oci.copy import copy
     from dockerify.platform import Platform
+    from dockerify.progress import Progress
     from dockerify.transports import open_store
 
     platforms = [Platform.parse(p) for p in args.platform or []]
     with open_store(args.source) as src, open_store(args.destination) as dst:
-        result = copy(src, dst, platforms=platforms)
+        result = copy(src, dst, platforms=platforms, progress=Progress(quiet=args.quiet))
     logging.getLogger("dockerify").info(
         "copied %s to %s (%d blobs copied, %d already there)",
         args.source,

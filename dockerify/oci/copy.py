@@ -8,7 +8,9 @@ missing."""
 from __future__ import annotations
 
 import tempfile
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,7 @@ from dockerify.oci.mediatype import is_index
 from dockerify.oci.model import OCI_INDEX, Descriptor, ImageConfig, Index, parse_json_object, sha256_digest
 from dockerify.oci.store import ImageStore
 from dockerify.platform import Platform
+from dockerify.progress import Progress
 
 
 @dataclass(frozen=True)
@@ -56,7 +59,12 @@ def _choose(children: list[Descriptor], platforms: Sequence[Platform], where: st
 
 
 def copy(
-    src: ImageStore, dst: ImageStore, platforms: Sequence[Platform] = (), tag: str | None = None
+    src: ImageStore,
+    dst: ImageStore,
+    platforms: Sequence[Platform] = (),
+    tag: str | None = None,
+    progress: Progress | None = None,
+    jobs: int = 4,
 ) -> CopyResult:
     """Copy the image `src` resolves to into `dst` under `tag` (None: `dst`'s own reference).
 
@@ -94,18 +102,35 @@ def copy(
             root = images[0]
 
     graph = walk(root, fetch, skip=(lambda d: not _is_image(d)) if dst.single_image else None)
-    copied = skipped = moved = 0
-    with tempfile.TemporaryDirectory(prefix="dockerify-copy-") as tmp:
-        for blob in graph.blobs.values():
-            if dst.has_blob(blob):
-                skipped += 1
-                continue
+    todo = [b for b in graph.blobs.values() if not dst.has_blob(b)]
+    progress = progress or Progress(quiet=True)
+    with (
+        tempfile.TemporaryDirectory(prefix="dockerify-copy-") as tmp,
+        progress.task(f"copying to {dst.where}", total=sum(b.size for b in todo)) as advance,
+    ):
+        lock = threading.Lock()
+
+        def one(blob: Descriptor) -> None:
             path = Path(tmp) / blob.hex
             src.fetch_blob(blob, path)
             dst.write_blob(blob, path)
             path.unlink()
-            copied += 1
-            moved += blob.size
+            with lock:
+                advance(blob.size)
+
+        if todo:
+            # Largest first, a few at a time: registries and the network are the slow part.
+            with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(todo)))) as pool:
+                futures = [pool.submit(one, b) for b in sorted(todo, key=lambda b: -b.size)]
+                try:
+                    for future in futures:
+                        future.result()
+                except BaseException:
+                    for future in futures:
+                        future.cancel()
+                    raise
+    copied, skipped = len(todo), len(graph.blobs) - len(todo)
+    moved = sum(b.size for b in todo)
     for desc, data in graph.manifests:
         dst.write_manifest(desc, data)
     top = graph.root

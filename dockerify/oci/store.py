@@ -13,6 +13,7 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol
@@ -97,6 +98,8 @@ class LayoutStore:
         self.tag = tag
         self.where = where or f"oci:{root}"
         self._layout: Layout | None = None
+        self._staging: Path | None = None
+        self._lock = threading.RLock()
 
     @property
     def layout(self) -> Layout:
@@ -107,15 +110,27 @@ class LayoutStore:
         return self._layout
 
     def _writable(self) -> Layout:
+        # copy() writes blobs from several threads; the layout is made once.
+        with self._lock:
+            return self._open_for_write()
+
+    def _open_for_write(self) -> Layout:
         if self._layout is None:
-            if self.root.exists() and not (self.root / "index.json").exists() and any(self.root.iterdir()):
+            if self.root.exists() and (self.root / "index.json").exists():
+                self._layout = Layout.open(self.root)
+                return self._layout
+            if self.root.exists() and any(self.root.iterdir()):
                 raise DockerifyError(
                     f"{self.where}: the directory exists and is not an OCI layout",
                     hint="name a new or empty directory",
                 )
-            if not self.root.resolve().parent.is_dir():
-                raise DockerifyError(f"{self.where}: directory {self.root.resolve().parent} does not exist")
-            self._layout = Layout.create(self.root)
+            parent = self.root.resolve().parent
+            if not parent.is_dir():
+                raise DockerifyError(f"{self.where}: directory {parent} does not exist")
+            # A new layout is written beside its name and renamed on a clean exit: a failed copy
+            # leaves nothing behind.
+            self._staging = Path(tempfile.mkdtemp(prefix=f".{self.root.name}.tmp-", dir=parent))
+            self._layout = Layout.create(self._staging)
         return self._layout
 
     def resolve(self, tag: str | None = None) -> Descriptor:
@@ -139,7 +154,8 @@ class LayoutStore:
 
     def has_blob(self, desc: Descriptor) -> bool:
         check_digest(desc.digest, self.where)
-        return (self.root / "blobs" / "sha256" / desc.hex).is_file()
+        root = self._layout.root if self._layout is not None else self.root
+        return (root / "blobs" / "sha256" / desc.hex).is_file()
 
     def fetch_blob(self, desc: Descriptor, dest: Path) -> None:
         path = self.layout.blobs.path(desc.digest)
@@ -170,7 +186,16 @@ class LayoutStore:
     def __exit__(
         self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
     ) -> None:
-        pass
+        staging, self._staging = self._staging, None
+        if staging is None:
+            return
+        if kind is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+            return
+        if self.root.exists():
+            self.root.rmdir()  # empty, checked when the staging began
+        staging.rename(self.root)
+        self._layout = Layout.open(self.root)
 
 
 class StagedStore(LayoutStore):
@@ -196,7 +221,7 @@ class StagedStore(LayoutStore):
             self._layout, self._root = self._load(self.root)
         return self._layout
 
-    def _writable(self) -> Layout:
+    def _open_for_write(self) -> Layout:
         if self._layout is None:
             self._layout = Layout.create(self.root)
         return self._layout
@@ -249,12 +274,12 @@ class OciArchiveStore(StagedStore):
             self.layout  # noqa: B018 -- an existing archive's blobs count
         return super().has_blob(desc)
 
-    def _writable(self) -> Layout:
+    def _open_for_write(self) -> Layout:
         if self._layout is None and self.path.is_file():
             self.layout  # noqa: B018 -- adding to an existing archive keeps what it holds
         if not self.path.resolve().parent.is_dir():
             raise DockerifyError(f"{self.where}: directory {self.path.resolve().parent} does not exist")
-        return super()._writable()
+        return super()._open_for_write()
 
     def _commit(self, layout: Layout) -> None:
         write_stream(oci_archive_stream(layout), self.path)
@@ -285,10 +310,10 @@ class DockerArchiveStore(StagedStore):
         except (OSError, ValueError, AttributeError, TypeError):
             raise CorruptInput(f"{self.where}: not a docker-archive (no readable manifest.json)") from None
 
-    def _writable(self) -> Layout:
+    def _open_for_write(self) -> Layout:
         if not self.path.resolve().parent.is_dir():
             raise DockerifyError(f"{self.where}: directory {self.path.resolve().parent} does not exist")
-        return super()._writable()
+        return super()._open_for_write()
 
     def _commit(self, layout: Layout) -> None:
         entries = [

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import shutil
 import subprocess
 import uuid
 from collections.abc import Callable, Iterator
@@ -282,3 +283,21 @@ def test_copy_command_json_and_refusals(multi_image: Path, tmp_path: Path) -> No
     )
     assert wrong.returncode == 2 and "no image for platform linux/riscv64" in wrong.stderr
     assert "linux/amd64" in wrong.stderr and not (tmp_path / "p").exists()
+
+
+@pytest.mark.parametrize("dst", ["oci", "oci-archive", "docker-archive"])
+def test_a_failed_copy_leaves_nothing_behind(
+    dst: str, single_image: Path, tmp_path: Path, new_ref: Callable[[str], str]
+) -> None:
+    broken = tmp_path / "broken"
+    shutil.copytree(single_image, broken)
+    with open_store(f"oci:{broken}:v1") as store:
+        _, manifest = _manifest(store, store.resolve())
+    (broken / "blobs" / "sha256" / manifest.layers[0].hex).unlink()
+    target = new_ref(dst)
+    proc = dockerify("copy", f"oci:{broken}:v1", target, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert f"blob {manifest.layers[0].digest} is missing" in proc.stderr and "Traceback" not in proc.stderr
+    path = Path(target.split(":", 1)[1].rsplit(":v1", 1)[0])
+    assert not path.exists()
+    assert [p.name for p in path.parent.iterdir() if p.name.startswith(f".{path.name}")] == []
