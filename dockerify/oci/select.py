@@ -19,6 +19,8 @@ class Image:
     descriptor: Descriptor
     manifest: dict[str, Any]
     config: dict[str, Any]
+    #: The reference the image was opened as, for messages ("" when not known).
+    name: str = ""
 
     @property
     def platform(self) -> Platform:
@@ -37,15 +39,15 @@ class Image:
         return Descriptor.from_json(self.manifest["config"])
 
 
-def load_image(layout: Layout, desc: Descriptor) -> Image:
+def load_image(layout: Layout, desc: Descriptor, name: str = "") -> Image:
     manifest = layout.read_json(desc)
     if is_index(desc.media_type, manifest) or "config" not in manifest:
         raise CorruptInput(f"{layout.root}: {desc.digest} is not an image manifest")
     config = layout.read_json(Descriptor.from_json(manifest["config"]))
-    return Image(layout, desc, manifest, config)
+    return Image(layout, desc, manifest, config, name)
 
 
-def images(layout: Layout, root: Descriptor) -> list[Image]:
+def images(layout: Layout, root: Descriptor, name: str = "") -> list[Image]:
     def fetch(desc: Descriptor) -> tuple[bytes, str, dict[str, Any]]:
         data, body = layout.read_json_raw(desc)
         return data, "", body
@@ -55,11 +57,11 @@ def images(layout: Layout, root: Descriptor) -> list[Image]:
         return desc.platform is not None and desc.platform.architecture == "unknown"
 
     graph = walk(root, fetch, skip=not_an_image)
-    return [load_image(layout, desc) for desc, _ in graph.images]
+    return [load_image(layout, desc, name) for desc, _ in graph.images]
 
 
 def select(layout: Layout, root: Descriptor, platform: Platform | None, where: str) -> Image:
-    found = images(layout, root)
+    found = images(layout, root, where)
     if not found:
         raise NotFound(f"{where}: no image manifests")
     if platform is None:
