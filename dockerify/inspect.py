@@ -7,7 +7,7 @@ from typing import Any
 from dockerify.chunking import KIND_ANNOTATION, PACKAGES_ANNOTATION
 from dockerify.entry import FileType
 from dockerify.observe import TreeFacts
-from dockerify.oci.layout import is_index
+from dockerify.oci.mediatype import is_index
 from dockerify.oci.refs import image_ref
 from dockerify.oci.select import images
 from dockerify.platform import Platform
@@ -61,7 +61,7 @@ def inspect_image(text: str, platform: str | None) -> dict[str, Any]:
             "image": str(ref),
             "digest": root.digest,
             "mediaType": root.media_type or body.get("mediaType", ""),
-            "index": is_index(root, body),
+            "index": is_index(root.media_type, body),
             "platforms": [str(i.platform) for i in found],
             "manifests": [
                 {

@@ -11,7 +11,7 @@ import traceback
 from collections.abc import Callable, Sequence
 
 from dockerify import __version__
-from dockerify.cli import export, images, registry, run
+from dockerify.cli import copy, export, images, registry, run
 from dockerify.cli.options import bare_chunked, common
 from dockerify.errors import DockerifyError
 from dockerify.progress import write_line
@@ -27,7 +27,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"dockerify {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for register in (images.register, run.register, export.register, registry.register):
+    for register in (images.register, copy.register, run.register, export.register, registry.register):
         register(sub)
     c = sub.add_parser(
         "completion",

@@ -12,8 +12,6 @@ from dockerify import umask
 from dockerify.errors import CorruptInput, NotFound
 from dockerify.oci.blobs import BlobStore
 from dockerify.oci.model import (
-    INDEX_TYPES,
-    MANIFEST_TYPES,
     OCI_INDEX,
     REF_NAME,
     Descriptor,
@@ -118,11 +116,3 @@ class Layout:
 
     def read_json(self, desc: Descriptor) -> dict[str, Any]:
         return self.read_json_raw(desc)[1]
-
-
-def is_index(desc: Descriptor, body: dict[str, Any]) -> bool:
-    return desc.media_type in INDEX_TYPES or body.get("mediaType") in INDEX_TYPES or "manifests" in body
-
-
-def is_manifest(desc: Descriptor, body: dict[str, Any]) -> bool:
-    return desc.media_type in MANIFEST_TYPES or body.get("mediaType") in MANIFEST_TYPES or "layers" in body

@@ -1,25 +1,11 @@
-"""Questions about manifests the registry and local stores both ask: which media type a body has,
-whether it is an index, and which child of an index is for a platform."""
+"""Which child of an index is for a platform: the question the registry and local stores both ask
+(what a body is, index or manifest, is answered by mediatype.py alone)."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from dockerify.errors import DockerifyError, NotFound
-from dockerify.oci.model import INDEX_TYPES, OCI_INDEX, OCI_MANIFEST, Descriptor
+from dockerify.oci.model import Descriptor
 from dockerify.platform import Platform
-
-
-def media_type_of(desc: Descriptor, body: dict[str, Any]) -> str:
-    if desc.media_type:
-        return desc.media_type
-    if body.get("mediaType"):
-        return str(body["mediaType"])
-    return OCI_INDEX if "manifests" in body else OCI_MANIFEST
-
-
-def is_index_body(media_type: str, body: dict[str, Any]) -> bool:
-    return media_type in INDEX_TYPES or ("manifests" in body and "layers" not in body)
 
 
 def same_platform(a: Platform | None, b: Platform) -> bool:

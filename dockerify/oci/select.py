@@ -6,7 +6,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from dockerify.errors import CorruptInput, NotFound
-from dockerify.oci.layout import Layout, is_index, is_manifest
+from dockerify.oci.graph import walk
+from dockerify.oci.layout import Layout
+from dockerify.oci.mediatype import is_index
 from dockerify.oci.model import Descriptor
 from dockerify.platform import Platform
 
@@ -39,24 +41,23 @@ class Image:
 
 def load_image(layout: Layout, desc: Descriptor, name: str = "") -> Image:
     manifest = layout.read_json(desc)
-    if not is_manifest(desc, manifest):
+    if is_index(desc.media_type, manifest) or "config" not in manifest:
         raise CorruptInput(f"{layout.root}: {desc.digest} is not an image manifest")
     config = layout.read_json(Descriptor.from_json(manifest["config"]))
     return Image(layout, desc, manifest, config, name)
 
 
 def images(layout: Layout, root: Descriptor, name: str = "") -> list[Image]:
-    body = layout.read_json(root)
-    if is_index(root, body):
-        out = []
-        for d in body.get("manifests", []):
-            desc = Descriptor.from_json(d)
-            # Attestations and signatures sit in indexes too; only real platforms count.
-            if desc.platform is not None and desc.platform.architecture == "unknown":
-                continue
-            out.extend(images(layout, desc, name))
-        return out
-    return [load_image(layout, root, name)]
+    def fetch(desc: Descriptor) -> tuple[bytes, str, dict[str, Any]]:
+        data, body = layout.read_json_raw(desc)
+        return data, "", body
+
+    def not_an_image(desc: Descriptor) -> bool:
+        # Attestations and signatures sit in indexes too; only real platforms count.
+        return desc.platform is not None and desc.platform.architecture == "unknown"
+
+    graph = walk(root, fetch, skip=not_an_image)
+    return [load_image(layout, desc, name) for desc, _ in graph.images]
 
 
 def select(layout: Layout, root: Descriptor, platform: Platform | None, where: str) -> Image:

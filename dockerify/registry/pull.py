@@ -21,8 +21,10 @@ from typing import Any
 from dockerify import umask
 from dockerify.errors import CorruptInput, DockerifyError
 from dockerify.oci.blobs import BlobStore
+from dockerify.oci.graph import walk
 from dockerify.oci.layout import Layout
-from dockerify.oci.manifests import choose_platform, is_index_body, media_type_of
+from dockerify.oci.manifests import choose_platform
+from dockerify.oci.mediatype import document_media_type, is_index
 from dockerify.oci.model import Descriptor, parse_json_object
 from dockerify.platform import Platform
 from dockerify.progress import Progress
@@ -48,7 +50,7 @@ def _parse(data: bytes, media_type: str, where: str) -> dict[str, Any]:
 
 
 def _media_type(media_type: str, body: dict[str, Any]) -> str:
-    return media_type_of(Descriptor(media_type, "sha256:" + "0" * 64, 0), body)
+    return document_media_type(media_type, body)
 
 
 def _store_blob(
@@ -101,7 +103,7 @@ def fetch_into(
     if verify_key is not None:
         verified = verify_digest(RegistryStore(client, ref), digest, load_public_key(verify_key), verify_key)
         log.info("%s: signature verified (%s)", where, verified.digest)
-    if platform is not None and is_index_body(root.media_type, body):
+    if platform is not None and is_index(root.media_type, body):
         child = choose_platform([Descriptor.from_json(d) for d in body.get("manifests", [])], platform, where)
         data, media_type, _ = client.get_manifest_bytes(child.digest)
         if len(data) != child.size:
@@ -113,36 +115,18 @@ def fetch_into(
             child.media_type or _media_type(media_type, body), child.digest, child.size, child.platform
         )
 
-    manifests: list[tuple[Descriptor, bytes]] = []
-    blobs: dict[str, Descriptor] = {}
-    seen: set[str] = set()
+    def fetch(desc: Descriptor) -> tuple[bytes, str, dict[str, Any]]:
+        if desc.digest == root.digest:
+            return data, root.media_type, body
+        cdata, ctype, _ = client.get_manifest_bytes(desc.digest)
+        if len(cdata) != desc.size:
+            raise CorruptInput(
+                f"{where}: manifest {desc.digest} is {len(cdata)} bytes, the index says {desc.size}"
+            )
+        return cdata, ctype, _parse(cdata, ctype, f"{where}@{desc.digest}")
 
-    def walk(desc: Descriptor, data: bytes, body: dict[str, Any]) -> None:
-        if desc.digest in seen:
-            return
-        seen.add(desc.digest)
-        if is_index_body(desc.media_type, body):
-            for raw in body.get("manifests", []):
-                child = Descriptor.from_json(raw)
-                cdata, ctype, _ = client.get_manifest_bytes(child.digest)
-                if len(cdata) != child.size:
-                    raise CorruptInput(
-                        f"{where}: manifest {child.digest} is {len(cdata)} bytes, the index says {child.size}"
-                    )
-                cbody = _parse(cdata, ctype, f"{where}@{child.digest}")
-                walk(
-                    Descriptor(child.media_type or _media_type(ctype, cbody), child.digest, child.size),
-                    cdata,
-                    cbody,
-                )
-        else:
-            for raw in [body.get("config"), *body.get("layers", [])]:
-                if isinstance(raw, dict):
-                    blob = Descriptor.from_json(raw)
-                    blobs.setdefault(blob.digest, blob)
-        manifests.append((desc, data))
-
-    walk(root, data, body)
+    graph = walk(root, fetch)
+    manifests, blobs = graph.manifests, graph.blobs
     progress = progress or Progress(quiet=True)
     todo = [d for d in blobs.values() if not layout.blobs.has(d.digest) and not (have and have.has(d.digest))]
     if stats:
@@ -172,7 +156,7 @@ def fetch_into(
     for desc, mdata in manifests:
         if layout.blobs.put(mdata) != desc.digest:  # already checked; cheap to be sure
             raise CorruptInput(f"{where}: manifest {desc.digest} changed while being stored")
-    if root.platform is None and not is_index_body(root.media_type, body):
+    if root.platform is None and not is_index(root.media_type, body):
         root = Descriptor(root.media_type, root.digest, root.size, _config_platform(layout, body, have))
     return root
 

@@ -11,11 +11,13 @@ import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from typing import Any
 
 from dockerify.errors import CorruptInput, DockerifyError, NotFound
+from dockerify.oci.graph import Graph, walk
 from dockerify.oci.layout import Layout
-from dockerify.oci.manifests import choose_platform, is_index_body, media_type_of
+from dockerify.oci.manifests import choose_platform
+from dockerify.oci.mediatype import is_index
 from dockerify.oci.model import Descriptor
 from dockerify.platform import Platform
 from dockerify.progress import Progress
@@ -27,36 +29,12 @@ from dockerify.registry.transfer import TransferStats
 log = logging.getLogger("dockerify")
 
 
-@dataclass
-class Graph:
-    """What an image consists of: manifests children-first (with their bytes), and blobs."""
-
-    manifests: list[tuple[Descriptor, bytes]] = field(default_factory=list)
-    blobs: dict[str, Descriptor] = field(default_factory=dict)
-
-
 def layout_graph(layout: Layout, root: Descriptor) -> Graph:
-    graph = Graph()
-    seen: set[str] = set()
-
-    def walk(desc: Descriptor) -> None:
-        if desc.digest in seen:
-            return
-        seen.add(desc.digest)
+    def fetch(desc: Descriptor) -> tuple[bytes, str, dict[str, Any]]:
         data, body = layout.read_json_raw(desc)
-        media_type = media_type_of(desc, body)
-        if is_index_body(media_type, body):
-            for child in body.get("manifests", []):
-                walk(Descriptor.from_json(child))
-        else:
-            for d in [body.get("config"), *body.get("layers", [])]:
-                if isinstance(d, dict):
-                    blob = Descriptor.from_json(d)
-                    graph.blobs.setdefault(blob.digest, blob)
-        graph.manifests.append((Descriptor(media_type, desc.digest, desc.size, desc.platform), data))
+        return data, "", body
 
-    walk(root)
-    return graph
+    return walk(root, fetch)
 
 
 def _upload_blobs(
@@ -146,7 +124,7 @@ def push_layout(
     client = RegistryClient(ref, options)
     if platform is not None:
         _, body = layout.read_json_raw(root)
-        if is_index_body(media_type_of(root, body), body):
+        if is_index(root.media_type, body):
             root = choose_platform(
                 [Descriptor.from_json(d) for d in body.get("manifests", [])], platform, str(layout.root)
             )

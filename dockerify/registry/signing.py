@@ -39,7 +39,8 @@ from typing import Any, Protocol
 
 from dockerify.errors import CorruptInput, DockerifyError, NotFound
 from dockerify.oci.archive import safe_extract
-from dockerify.oci.layout import Layout, is_index
+from dockerify.oci.layout import Layout
+from dockerify.oci.mediatype import document_media_type, is_index
 from dockerify.oci.model import (
     DOCKER_MANIFEST_LIST as DOCKER_INDEX,
 )
@@ -299,9 +300,7 @@ def _media_type(data: bytes) -> str:
         body = json.loads(data)
     except ValueError:
         return OCI_MANIFEST
-    if isinstance(body, dict) and body.get("mediaType"):
-        return str(body["mediaType"])
-    return OCI_INDEX if isinstance(body, dict) and "manifests" in body else OCI_MANIFEST
+    return document_media_type("", body) if isinstance(body, dict) else OCI_MANIFEST
 
 
 def resolve_local(layout: Layout, tag: str | None, where: str) -> Descriptor:
@@ -471,7 +470,7 @@ def targets(store: SignatureStore, root: Descriptor, recursive: bool) -> list[De
     out = [root]
     if recursive:
         body = json.loads(store.manifest_bytes(root))
-        if is_index(root, body):
+        if is_index(root.media_type, body):
             out += [Descriptor.from_json(d) for d in body.get("manifests", [])]
     return out
 

@@ -1,0 +1,323 @@
+"""One interface for every place an image lives, and the stores that need nothing but files:
+an OCI layout, an oci-archive and a docker-archive. The Docker daemon (dockerify/transports.py)
+and registries (dockerify/registry/store.py) implement the same interface outside oci/;
+dockerify/transports.py maps a transport prefix to its store.
+
+A store is opened for one reference (its tag is the default of `resolve` and `write_tag`) and
+used as a context manager: stores that write a file or load into a daemon do so on a clean exit
+only, so a failed copy leaves nothing behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+import threading
+from pathlib import Path
+from types import TracebackType
+from typing import Protocol
+
+from dockerify.errors import CorruptInput, DockerifyError, NotFound
+from dockerify.oci.archive import (
+    docker_archive_stream,
+    docker_archive_to_layout,
+    oci_archive_stream,
+    safe_extract,
+    write_stream,
+)
+from dockerify.oci.blobs import check_digest
+from dockerify.oci.layout import Layout
+from dockerify.oci.model import REF_NAME, Descriptor
+from dockerify.oci.select import Image, images
+
+
+class ImageStore(Protocol):
+    """Where images live. Manifest documents and blobs are addressed by descriptor; every read
+    checks size and digest."""
+
+    where: str
+    #: True when the store holds one image manifest per name (docker-archive, docker-daemon):
+    #: copies into it choose one platform.
+    single_image: bool
+    #: True when the store keeps the manifests it is given byte for byte (not the daemon).
+    keeps_manifests: bool
+
+    def resolve(self, tag: str | None = None) -> Descriptor:
+        """The root (index or manifest) a tag names; None means the store's own reference."""
+        ...
+
+    def tags(self) -> list[str]: ...
+
+    def read_manifest(self, desc: Descriptor) -> tuple[bytes, str]:
+        """A manifest document's exact bytes and the media type the store gives it ("" if none)."""
+        ...
+
+    def read_blob(self, desc: Descriptor) -> bytes:
+        """A small blob (a config) in memory."""
+        ...
+
+    def has_blob(self, desc: Descriptor) -> bool: ...
+
+    def fetch_blob(self, desc: Descriptor, dest: Path) -> None:
+        """A blob into the file `dest` (created or replaced)."""
+        ...
+
+    def write_blob(self, desc: Descriptor, src: Path) -> None:
+        """The file `src`, which holds exactly the blob `desc` names."""
+        ...
+
+    def write_manifest(self, desc: Descriptor, data: bytes) -> None:
+        """A manifest document by digest (untagged)."""
+        ...
+
+    def write_tag(self, desc: Descriptor, tag: str | None = None) -> None:
+        """Point a tag (None: the store's own reference) at a manifest document already written."""
+        ...
+
+    def __enter__(self) -> ImageStore: ...
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+
+def _check_size(where: str, desc: Descriptor, size: int) -> None:
+    if size != desc.size:
+        raise CorruptInput(f"{where}: blob {desc.digest} has {size} bytes, its descriptor says {desc.size}")
+
+
+class LayoutStore:
+    """An OCI image layout directory (oci:DIR[:TAG]), created on the first write."""
+
+    single_image = False
+    keeps_manifests = True
+
+    def __init__(self, root: str | Path, tag: str | None = None, where: str | None = None) -> None:
+        self.root = Path(root)
+        self.tag = tag
+        self.where = where or f"oci:{root}"
+        self._layout: Layout | None = None
+        self._staging: Path | None = None
+        self._lock = threading.RLock()
+
+    @property
+    def layout(self) -> Layout:
+        if self._layout is None:
+            if not self.root.exists():
+                raise NotFound(f"{self.where}: no such directory")
+            self._layout = Layout.open(self.root)
+        return self._layout
+
+    def _writable(self) -> Layout:
+        # copy() writes blobs from several threads; the layout is made once.
+        with self._lock:
+            return self._open_for_write()
+
+    def _open_for_write(self) -> Layout:
+        if self._layout is None:
+            if self.root.exists() and (self.root / "index.json").exists():
+                self._layout = Layout.open(self.root)
+                return self._layout
+            if self.root.exists() and any(self.root.iterdir()):
+                raise DockerifyError(
+                    f"{self.where}: the directory exists and is not an OCI layout",
+                    hint="name a new or empty directory",
+                )
+            parent = self.root.resolve().parent
+            if not parent.is_dir():
+                raise DockerifyError(f"{self.where}: directory {parent} does not exist")
+            # A new layout is written beside its name and renamed on a clean exit: a failed copy
+            # leaves nothing behind.
+            self._staging = Path(tempfile.mkdtemp(prefix=f".{self.root.name}.tmp-", dir=parent))
+            self._layout = Layout.create(self._staging)
+        return self._layout
+
+    def resolve(self, tag: str | None = None) -> Descriptor:
+        tag = tag if tag is not None else self.tag
+        if tag is None:
+            # Signature tags are not images (cosign's sha256-<hex>.sig next to the image).
+            return self.layout.resolve(None)
+        return self.layout.resolve(tag)
+
+    def tags(self) -> list[str]:
+        return [t for d in self.layout.manifests() if (t := d.annotations.get(REF_NAME, ""))]
+
+    def read_manifest(self, desc: Descriptor) -> tuple[bytes, str]:
+        data, _ = self.layout.read_json_raw(desc)
+        return data, ""
+
+    def read_blob(self, desc: Descriptor) -> bytes:
+        data = self.layout.blobs.read(desc.digest)
+        _check_size(self.where, desc, len(data))
+        return data
+
+    def has_blob(self, desc: Descriptor) -> bool:
+        check_digest(desc.digest, self.where)
+        root = self._layout.root if self._layout is not None else self.root
+        return (root / "blobs" / "sha256" / desc.hex).is_file()
+
+    def fetch_blob(self, desc: Descriptor, dest: Path) -> None:
+        path = self.layout.blobs.path(desc.digest)
+        if not path.is_file():
+            raise NotFound(f"{self.where}: blob {desc.digest} is missing from the layout")
+        _check_size(self.where, desc, path.stat().st_size)
+        shutil.copyfile(path, dest)
+
+    def write_blob(self, desc: Descriptor, src: Path) -> None:
+        layout = self._writable()
+        target = layout.blobs.path(desc.digest)
+        if target.exists():
+            return
+        tmp = layout.blobs.root / f".tmp-{desc.hex}-{os.getpid()}"
+        shutil.copyfile(src, tmp)
+        os.replace(tmp, target)
+
+    def write_manifest(self, desc: Descriptor, data: bytes) -> None:
+        if self._writable().blobs.put(data) != desc.digest:
+            raise CorruptInput(f"{self.where}: manifest {desc.digest} does not match its bytes")
+
+    def write_tag(self, desc: Descriptor, tag: str | None = None) -> None:
+        self._writable().tag(desc, tag or self.tag or "latest")
+
+    def __enter__(self) -> LayoutStore:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        staging, self._staging = self._staging, None
+        if staging is None:
+            return
+        if kind is not None:
+            shutil.rmtree(staging, ignore_errors=True)
+            return
+        if self.root.exists():
+            self.root.rmdir()  # empty, checked when the staging began
+        staging.rename(self.root)
+        self._layout = Layout.open(self.root)
+
+
+class StagedStore(LayoutStore):
+    """A store whose content sits in a temporary layout while open: archives, the daemon.
+    `_load` fills it for reading; `_commit` turns a written layout into the real output."""
+
+    def __init__(self, where: str, tag: str | None) -> None:
+        self._tmp = Path(tempfile.mkdtemp(prefix="dockerify-store-"))
+        super().__init__(self._tmp / "layout", tag, where)
+        self._root: Descriptor | None = None
+        self._written: list[tuple[Descriptor, str]] = []
+
+    def _load(self, root: Path) -> tuple[Layout, Descriptor | None]:
+        raise NotImplementedError
+
+    def _commit(self, layout: Layout) -> None:
+        raise NotImplementedError
+
+    @property
+    def layout(self) -> Layout:
+        if self._layout is None:
+            self.root.mkdir()
+            self._layout, self._root = self._load(self.root)
+        return self._layout
+
+    def _open_for_write(self) -> Layout:
+        if self._layout is None:
+            self._layout = Layout.create(self.root)
+        return self._layout
+
+    def resolve(self, tag: str | None = None) -> Descriptor:
+        self.layout  # noqa: B018 -- loads the archive or the daemon's image
+        if self._root is not None:  # a docker-archive's one image, rebuilt as an OCI manifest
+            return self._root
+        return super().resolve(tag)
+
+    def write_tag(self, desc: Descriptor, tag: str | None = None) -> None:
+        self._written.append((desc, tag or self.tag or "latest"))
+        self._writable().tag(desc, tag or self.tag or "latest")
+
+    def __exit__(
+        self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        try:
+            if kind is None and self._written and self._layout is not None:
+                self._commit(self._layout)
+        finally:
+            shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+def single_image(layout: Layout, root: Descriptor, where: str) -> Image:
+    found = images(layout, root)
+    if len(found) != 1:
+        raise DockerifyError(
+            f"{where}: a Docker image holds one platform, but this image has {len(found)}",
+            hint="choose one platform, or copy all of them to oci:DIR or oci-archive:FILE",
+        )
+    return found[0]
+
+
+class OciArchiveStore(StagedStore):
+    """A tar of an OCI layout (oci-archive:FILE[:TAG]); written reproducibly on a clean exit."""
+
+    def __init__(self, path: str, tag: str | None = None) -> None:
+        self.path = Path(path)
+        super().__init__(f"oci-archive:{path}" + (f":{tag}" if tag else ""), tag)
+
+    def _load(self, root: Path) -> tuple[Layout, Descriptor | None]:
+        if not self.path.is_file():
+            raise NotFound(f"{self.where}: no such file")
+        safe_extract(str(self.path), root)
+        return Layout.open(root), None
+
+    def has_blob(self, desc: Descriptor) -> bool:
+        if self._layout is None and self.path.is_file():
+            self.layout  # noqa: B018 -- an existing archive's blobs count
+        return super().has_blob(desc)
+
+    def _open_for_write(self) -> Layout:
+        if self._layout is None and self.path.is_file():
+            self.layout  # noqa: B018 -- adding to an existing archive keeps what it holds
+        if not self.path.resolve().parent.is_dir():
+            raise DockerifyError(f"{self.where}: directory {self.path.resolve().parent} does not exist")
+        return super()._open_for_write()
+
+    def _commit(self, layout: Layout) -> None:
+        write_stream(oci_archive_stream(layout), self.path)
+
+
+class DockerArchiveStore(StagedStore):
+    """`docker save`'s format (docker-archive:FILE): one image manifest per name; read as an OCI
+    layout whose manifests are rebuilt from manifest.json (configs and layers kept as they are)."""
+
+    single_image = True
+    keeps_manifests = False
+
+    def __init__(self, path: str, name: str | None = None) -> None:
+        self.path = Path(path)
+        super().__init__(f"docker-archive:{path}", name)
+
+    def _load(self, root: Path) -> tuple[Layout, Descriptor | None]:
+        if not self.path.is_file():
+            raise NotFound(f"{self.where}: no such file")
+        safe_extract(str(self.path), root)
+        return docker_archive_to_layout(root, self.where)
+
+    def tags(self) -> list[str]:
+        self.layout  # noqa: B018 -- extracts the archive
+        try:
+            entries = json.loads((self.root / "manifest.json").read_bytes())
+            return [str(t) for e in entries for t in e.get("RepoTags") or []]
+        except (OSError, ValueError, AttributeError, TypeError):
+            raise CorruptInput(f"{self.where}: not a docker-archive (no readable manifest.json)") from None
+
+    def _open_for_write(self) -> Layout:
+        if not self.path.resolve().parent.is_dir():
+            raise DockerifyError(f"{self.where}: directory {self.path.resolve().parent} does not exist")
+        return super()._open_for_write()
+
+    def _commit(self, layout: Layout) -> None:
+        entries = [
+            (single_image(layout, desc, self.where), [tag] if ":" in tag else [])
+            for desc, tag in self._written
+        ]
+        write_stream(docker_archive_stream(entries), self.path)
