@@ -67,6 +67,7 @@ def open_source(
         return
     kind, fs = _kind_of(path, max_size)
     if kind == "tarball":
+
         def tar_stream() -> Iterator[Entry]:
             with open_stream(path, max_size) as s:
                 yield from tar_entries(s, path)

@@ -167,5 +167,15 @@ def test_core_and_cli_load_without_optional_dependencies() -> None:
             [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
         ).stdout.split()
     )
-    absent = {"oras", "requests", "cryptography", "nacl", "docker", "python_on_whales", "tqdm", "grpc", "shtab"}
+    absent = {
+        "oras",
+        "requests",
+        "cryptography",
+        "nacl",
+        "docker",
+        "python_on_whales",
+        "tqdm",
+        "grpc",
+        "shtab",
+    }
     assert not loaded & absent, loaded & absent
