@@ -11,6 +11,7 @@ import os
 from dockerify.cli.options import common, max_size, mib, parse_command, parse_size
 from dockerify.errors import DockerifyError
 from dockerify.exporters.export import FORMATS, ExportOptions, export
+from dockerify.limits import DEFAULT_MAX_SIZE
 from dockerify.platform import Platform
 from dockerify.trees import open_image
 
@@ -22,7 +23,8 @@ def _options(args: argparse.Namespace) -> ExportOptions:
         format=args.format,
         output=args.output,
         compress=args.compress,
-        max_size=args.max_size,
+        # EXPORT's flags have no --max-size: its tree is a directory, nothing is inflated.
+        max_size=getattr(args, "max_size", DEFAULT_MAX_SIZE),
         disk_id=args.disk_id,
         boot_id=args.boot_id,
         root_uuid=args.root_uuid,
