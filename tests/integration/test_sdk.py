@@ -140,3 +140,20 @@ def test_an_uncaught_error_is_the_named_error(tmp_path: Path) -> None:
     last = proc.stderr.strip().splitlines()[-1]
     assert last == "dockerify.errors.NotFound: oci:/nonexistent-sdk-layout:v1: no such directory", proc.stderr
     assert not (tmp_path / "card.img").exists()
+
+
+def test_functions_named_like_modules_stay_functions() -> None:
+    """`dockerify.build`, `inspect` and `diff` share their names with modules: loading those
+    modules (as the command line does) must not replace the SDK functions."""
+    code = (
+        "import dockerify, dockerify.cli.app, dockerify.inspect, dockerify.diff, dockerify.build\n"
+        "import dockerify.sdk as s\n"
+        "assert (dockerify.build, dockerify.inspect, dockerify.diff) == (s.build, s.inspect, s.diff)\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr
