@@ -248,6 +248,9 @@ def export(
         raise DockerifyError(
             f"export: unknown option {unknown[0]!r}", hint="one of " + ", ".join(sorted(fields))
         )
+    for name in ("cmd", "entrypoint", "env"):  # a list, as people write them, is stored as a tuple
+        if isinstance(options.get(name), list):
+            options[name] = tuple(options[name])
     opts = ExportOptions(format=format, output=os.fspath(output), max_size=max_size, **options)
     opts.check()
     with open_image(image, _platform(platform), verify_key=verify_key, max_size=max_size) as img:
