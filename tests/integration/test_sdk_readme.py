@@ -67,12 +67,23 @@ def test_readme_sdk_examples_run_as_written(
     tmp_path: Path, docker_daemon: str, registry: str, binfmt: None
 ) -> None:
     entry("pi-arm64.img")
+    _remove_outputs()
+    try:
+        _run_blocks(tmp_path)
+    finally:
+        _remove_outputs()  # a card and three copies of the image: not left behind in /tmp
+
+
+def _remove_outputs() -> None:
     for name in OUTPUTS:
         path = Path("/tmp") / name
         if path.is_dir():
             shutil.rmtree(path)
         elif path.exists():
             path.unlink()
+
+
+def _run_blocks(tmp_path: Path) -> None:
     (tmp_path / ".fixtures").symlink_to(FIXTURES_DIR)
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     env.pop("DOCKERIFY_KEY_PASSWORD", None)
