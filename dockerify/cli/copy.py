@@ -6,19 +6,14 @@ import argparse
 import json
 import logging
 
+from dockerify import sdk
 from dockerify.cli.options import common, json_flag
-from dockerify.oci.copy import copy
-from dockerify.platform import Platform
-from dockerify.progress import Progress
-from dockerify.transports import open_store
 
 log = logging.getLogger("dockerify")
 
 
 def cmd_copy(args: argparse.Namespace) -> int:
-    platforms = [Platform.parse(p) for p in args.platform or []]
-    with open_store(args.source) as src, open_store(args.destination) as dst:
-        result = copy(src, dst, platforms=platforms, progress=Progress(quiet=args.quiet))
+    result = sdk.copy(args.source, args.destination, platforms=args.platform or (), quiet=args.quiet)
     log.info(
         "copied %s to %s (%d blobs copied, %d already there)",
         args.source,

@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 
+from dockerify import sdk
 from dockerify.build import BuildOptions, build
 from dockerify.chunking import DEFAULT_LAYERS
 from dockerify.cli.options import (
@@ -20,13 +21,10 @@ from dockerify.cli.options import (
     read_options,
     source_reading,
 )
-from dockerify.diff import compare, records
 from dockerify.errors import DockerifyError
-from dockerify.inspect import inspect_target, render
 from dockerify.oci.image import ImageOptions
 from dockerify.oci.refs import ImageRef, parse_ref
 from dockerify.platform import Platform
-from dockerify.trees import open_tree
 
 log = logging.getLogger("dockerify")
 
@@ -87,29 +85,23 @@ def cmd_build(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    info = inspect_target(
-        args.target, platform=args.platform, max_size=args.max_size, read=read_options(args)
-    )
-    print(json.dumps(info, indent=2, sort_keys=True) if args.json else render(info))
+    result = sdk.inspect(args.target, platform=args.platform, max_size=args.max_size, read=read_options(args))
+    print(json.dumps(dict(result.info), indent=2, sort_keys=True) if args.json else result.text)
     return 0
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
-    plat = Platform.parse(args.platform) if args.platform else None
-    read = read_options(args)
-    with open_tree(args.a, platform=plat, max_size=args.max_size, read=read) as a:
-        ra = records(a.entries())
-    with open_tree(args.b, platform=plat, max_size=args.max_size, read=read) as b:
-        rb = records(b.entries())
-    lines = compare(ra, rb)
+    result = sdk.diff(args.a, args.b, platform=args.platform, max_size=args.max_size, read=read_options(args))
+    lines = list(result.lines)
     if args.json:
-        print(json.dumps({"a": args.a, "b": args.b, "entries": [len(ra), len(rb)], "differences": lines}))
+        entries = list(result.entries)
+        print(json.dumps({"a": args.a, "b": args.b, "entries": entries, "differences": lines}))
     else:
         for line in lines:
             print(line)
-    if not lines and not args.quiet:
-        print(f"no differences ({len(ra)} entries)", file=sys.stderr)
-    return 1 if lines else 0
+    if result.identical and not args.quiet:
+        print(f"no differences ({result.entries[0]} entries)", file=sys.stderr)
+    return 0 if result.identical else 1
 
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]

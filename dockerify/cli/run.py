@@ -8,10 +8,10 @@ import json
 import logging
 import sys
 
-from dockerify import daemon
+from dockerify import daemon, sdk
 from dockerify.cli.options import common, json_flag
 from dockerify.oci.refs import image_ref
-from dockerify.runner import binfmt_status, interactive_shell, load_verified, run_captured, run_container
+from dockerify.runner import interactive_shell, load_verified, run_captured, run_container
 
 log = logging.getLogger("dockerify")
 
@@ -53,12 +53,12 @@ def _daemon_image(args: argparse.Namespace) -> str:
 
 
 def cmd_binfmt(args: argparse.Namespace) -> int:
-    status = binfmt_status()
-    ok = all(status[a] for a in ("arm64", "arm"))
+    result = sdk.binfmt_status()
+    ok = result.ok
     if args.json:
-        print(json.dumps({"handlers": status, "ok": ok}))
+        print(json.dumps({"handlers": dict(result.handlers), "ok": ok}))
     else:
-        for arch, enabled in status.items():
+        for arch, enabled in result.handlers.items():
             print(f"{arch:8} {'enabled' if enabled else 'missing'}")
     if not ok:
         print(f"hint: {BINFMT_HINT}", file=sys.stderr)
