@@ -19,7 +19,7 @@ PACKAGES=(
   libc6-dev-armhf-cross libc6-dev-arm64-cross binutils debootstrap
   fakeroot seabios openssl curl python3-pip python3-venv ca-certificates openssh-client
   golang-docker-credential-helpers pass gnupg
-  mmdebstrap arch-test
+  mmdebstrap arch-test iproute2
 )
 
 # A mirror caught mid-sync makes `apt-get update` fail for one index; retry, then go on with
