@@ -113,7 +113,11 @@ def _decompress(kind: str, data: bytes, where: str) -> bytes:
         if kind == "lzma":
             return lzma.LZMADecompressor(format=lzma.FORMAT_ALONE).decompress(data)
         if kind == "zstd":
-            return zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=False).read()
+            # One frame, whatever follows it (a bzImage's payload ends in its 4-byte size):
+            # decompressobj stops at the frame's end, where stream_reader().read() of
+            # zstandard 0.25 goes on and fails ("Unknown frame descriptor"; Debian 13's kernels
+            # are zstd-compressed).
+            return zstandard.ZstdDecompressor().decompressobj().decompress(data)
         if kind == "bzip2":
             return bz2.BZ2Decompressor().decompress(data)
         if kind in ("lz4", "lzo"):
