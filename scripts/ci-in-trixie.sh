@@ -59,7 +59,11 @@ VOLUMES=("$id-docker" "$id-buildx")
 cleanup() {
   docker rm -f "$id" >/dev/null 2>&1 || true
   if [ "$keep" = 0 ]; then
-    docker volume rm -f "${VOLUMES[@]}" >/dev/null 2>&1 || true
+    # (a container being removed still holds its volumes for a moment)
+    for _ in 1 2 3 4 5 6 7 8 9 10; do
+      docker volume rm -f "${VOLUMES[@]}" >/dev/null 2>&1 && break
+      sleep 2
+    done
     rm -rf "$WORK/c"
   else
     echo "ci-in-trixie: kept $WORK and volumes ${VOLUMES[*]}"
@@ -98,7 +102,7 @@ if [ -d /usr/local/share/host-ca ]; then
   cp /usr/local/share/host-ca/*.crt /usr/local/share/ca-certificates/ 2>/dev/null || true
   update-ca-certificates >/dev/null
 fi
-cat /etc/debian_version
+echo \"ci-in-trixie: Debian \$(cat /etc/debian_version)\"
 cd /work/c && CI=true $test_cmd"
 
 echo "ci-in-trixie: $(git -C "$REPO" log -1 --format='%h %s') in $IMAGE; log: $WORK/ci.log"
@@ -111,5 +115,6 @@ docker run "${powers[@]}" --name "$id" --hostname debian13 \
 took=$(($(date +%s) - start))
 tail -n 40 "$WORK/ci.log"
 summary=$(grep -E '^(=+ )?[0-9]+ (passed|failed)' "$WORK/ci.log" | tail -n1 || true)
-echo "ci-in-trixie: exit $rc after ${took}s (Debian $(head -n1 "$WORK/ci.log")): ${summary:-no pytest summary}"
+release=$(sed -n 's/^ci-in-trixie: Debian //p' "$WORK/ci.log" | head -n1)
+echo "ci-in-trixie: exit $rc after ${took}s on Debian ${release:-?}: ${summary:-no pytest summary}"
 exit "$rc"
