@@ -25,9 +25,11 @@ PACKAGES=python3,python3-grpcio,python3-zstandard,python3-crc32c,e2fsprogs,dosfs
 mirror() {
   # The machine's own Debian mirror (never hard-coded), from deb822 or one-line sources.
   local uri
-  uri=$(grep -h '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -v security | head -1 | awk '{print $2}')
+  # (`|| true`: under pipefail a grep that finds nothing, or no .sources file at all, would
+  # otherwise end the script silently.)
+  uri=$(grep -h '^URIs:' /etc/apt/sources.list.d/*.sources 2>/dev/null | grep -v security | head -1 | awk '{print $2}' || true)
   if [ -z "$uri" ]; then
-    uri=$(grep -h '^deb ' /etc/apt/sources.list 2>/dev/null | grep -v security | head -1 | awk '{print $2}')
+    uri=$(grep -h '^deb ' /etc/apt/sources.list 2>/dev/null | grep -v security | head -1 | awk '{print $2}' || true)
   fi
   echo "${uri:-http://deb.debian.org/debian}"
 }

@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Generate dockerify's test fixtures: Pi-style disk images and rootfs tarballs.
 
-Run as root on Debian bookworm (amd64).  Nothing is downloaded except Debian
-packages through apt (busybox-static, hello and libc6 for four architectures);
+Run as root on Debian bookworm or trixie (amd64).  Nothing is downloaded except
+Debian packages through apt (busybox-static, hello and libc6 for four architectures,
+always bookworm's: on another release through a private apt state);
 everything else is built locally with userspace tools (mke2fs -d, mkfs.vfat +
 mtools, sfdisk, tar), so no loop mounts are needed.
 
@@ -343,12 +344,71 @@ def enable_foreign_arches(arches: set[str]) -> None:
     subprocess.run(["apt-get", "update", "-qq"], capture_output=True)
 
 
+#: The release the fixtures model (their os-release, package paths, library versions and the
+#: tests' expectations are bookworm's), whatever the machine generating them runs.
+FIXTURE_SUITE = "bookworm"
+FIXTURE_ARCHES = ("amd64", "arm64", "armhf", "armel")
+
+
+def machine_codename() -> str:
+    try:
+        text = Path("/etc/os-release").read_text()
+    except OSError:
+        return ""
+    fields = dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
+    return fields.get("VERSION_CODENAME", "").strip('"')
+
+
+def archive_uri() -> str:
+    """The Debian archive the machine's apt sources name (deb822 first, then one-line lists)."""
+    lists = sorted(Path("/etc/apt/sources.list.d").glob("*.sources"))
+    for f in lists:
+        for line in f.read_text().splitlines():
+            if line.startswith("URIs:") and "security" not in line:
+                return line.split()[1]
+    for f in [Path("/etc/apt/sources.list"), *sorted(Path("/etc/apt/sources.list.d").glob("*.list"))]:
+        if f.is_file():
+            for line in f.read_text().splitlines():
+                words = [w for w in line.split() if not w.startswith("[") and not w.endswith("]")]
+                if len(words) >= 3 and words[0] == "deb" and "security" not in words[1]:
+                    return words[1]
+    return "http://deb.debian.org/debian"
+
+
+def private_apt(cache: Path) -> list[str]:
+    """apt-get with a private state of its own naming only FIXTURE_SUITE, for a machine on another
+    release (Debian 13): the machine's own sources, dpkg database and architectures are untouched."""
+    state = cache / f"apt-{FIXTURE_SUITE}"
+    for sub in ("lists/partial", "cache/archives/partial"):
+        (state / sub).mkdir(parents=True, exist_ok=True)
+    keyring = "/usr/share/keyrings/debian-archive-keyring.gpg"
+    write(state / "sources.list", f"deb [signed-by={keyring}] {archive_uri()} {FIXTURE_SUITE} main\n")
+    apt = ["apt-get", "-q", "-o", f"Dir::Etc::SourceList={state / 'sources.list'}"]
+    apt += ["-o", "Dir::Etc::SourceParts=/dev/null", "-o", f"Dir::State::Lists={state / 'lists'}"]
+    apt += ["-o", f"Dir::Cache={state / 'cache'}", "-o", "Dir::State::status=/dev/null"]
+    apt += ["-o", "APT::Sandbox::User=root", "-o", "APT::Architecture=amd64"]
+    for arch in FIXTURE_ARCHES:
+        apt += ["-o", f"APT::Architectures::={arch}"]
+    if not any((state / "lists").glob(f"*{FIXTURE_SUITE}*Packages*")):
+        log(f"apt-get update ({FIXTURE_SUITE}, private state in {state})")
+        run([*apt, "update"])
+    return apt
+
+
 def fetch_debs(cache: Path, wanted: list[tuple[str, str]]) -> dict[tuple[str, str], Path]:
     cache.mkdir(parents=True, exist_ok=True)
     missing = [(p, a) for p, a in wanted if not cached_deb(cache, p, a)]
     if missing:
         specs = [f"{p}:{a}" for p, a in missing]
         log(f"apt-get download {' '.join(specs)}")
+        if machine_codename() not in ("", FIXTURE_SUITE):
+            apt = private_apt(cache)
+            try:
+                run([*apt, "download", *specs], cwd=cache)
+            except RuntimeError:  # lists of an earlier run that the archive has moved past
+                run([*apt, "update"])
+                run([*apt, "download", *specs], cwd=cache)
+            return {(p, a): cached_deb(cache, p, a) for p, a in wanted}  # type: ignore[misc]
         try:
             run(["apt-get", "download", *specs], cwd=cache)
         except RuntimeError:

@@ -19,7 +19,7 @@ PACKAGES=(
   libc6-dev-armhf-cross libc6-dev-arm64-cross binutils debootstrap
   fakeroot seabios openssl curl python3-pip python3-venv ca-certificates openssh-client
   golang-docker-credential-helpers pass gnupg
-  mmdebstrap arch-test shellcheck
+  mmdebstrap arch-test shellcheck iproute2
 )
 
 # A mirror caught mid-sync makes `apt-get update` fail for one index; retry, then go on with
@@ -42,7 +42,16 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-python3 -m pip install -q --disable-pip-version-check -e ".[test]"
+# Debian 13's python3 (and Debian 12's own, unlike a pyenv or venv one) is marked externally
+# managed (PEP 668) and pip refuses to install into it. This is a machine set up for dockerify as
+# root: install into /usr/local beside Debian's packages (pip never removes those).
+pip_flags=(-q --disable-pip-version-check)
+if python3 -c 'import os, sys, sysconfig
+marker = os.path.join(sysconfig.get_path("stdlib"), "EXTERNALLY-MANAGED")
+sys.exit(0 if sys.prefix == sys.base_prefix and os.path.exists(marker) else 1)'; then
+  pip_flags+=(--break-system-packages)
+fi
+python3 -m pip install "${pip_flags[@]}" -e ".[test]"
 
 # Debian 13's Docker 26, buildx, cosign and oras for the buildx tier (unpacked under
 # /opt/dockerify-trixie on Debian 12, the native packages on Debian 13).

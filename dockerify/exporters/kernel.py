@@ -126,7 +126,20 @@ def _inflate(kind: str, data: bytes, where: str, most: int) -> bytes:
         if kind == "lzma":
             return lzma.LZMADecompressor(format=lzma.FORMAT_ALONE).decompress(data, most)
         if kind == "zstd":
-            return zstandard.ZstdDecompressor().stream_reader(data, read_across_frames=False).read(most)
+            # One frame, whatever follows it (a bzImage's payload ends in its 4-byte size):
+            # decompressobj stops at the frame's end, where stream_reader().read() of
+            # zstandard 0.25 goes on and fails ("Unknown frame descriptor"; Debian 13's kernels
+            # are zstd-compressed). Fed in small pieces so the cap holds as it inflates.
+            z = zstandard.ZstdDecompressor().decompressobj()
+            parts: list[bytes] = []
+            size = 0
+            for at in range(0, len(data), 1024):
+                part = z.decompress(data[at : at + 1024])
+                parts.append(part)
+                size += len(part)
+                if size >= most or z.eof:
+                    break
+            return b"".join(parts)[:most]
         if kind == "bzip2":
             return bz2.BZ2Decompressor().decompress(data, most)
         if kind in ("lz4", "lzo"):

@@ -60,28 +60,35 @@ def kernel(arch: str) -> Path:
 
 @functools.cache
 def busybox(arch: str) -> Path:
-    """A static busybox for `arch`: the host's for amd64, Debian's busybox-static deb for others."""
+    """A static busybox for `arch`: the host's for amd64, Debian's busybox-static deb for others
+    (the fixtures' bookworm one when they have it, else the machine's apt's)."""
     if arch == "amd64":
         require(
             Path("/bin/busybox").is_file(), "busybox-static is not installed (apt-get install busybox-static)"
         )
         return Path("/bin/busybox")
     out = CACHE / "busybox" / arch
-    binary = out / "bin" / "busybox"
-    if not binary.is_file():
-        work = CACHE / "busybox"
-        work.mkdir(parents=True, exist_ok=True)
-        debs = list(work.glob(f"busybox-static_*_{arch}.deb"))
-        if not debs:
+    # bookworm's deb ships bin/busybox, trixie's (merged /usr) usr/bin/busybox.
+    found = [b for b in (out / "bin" / "busybox", out / "usr" / "bin" / "busybox") if b.is_file()]
+    if found:
+        return found[0]
+    work = CACHE / "busybox"
+    work.mkdir(parents=True, exist_ok=True)
+    debs = sorted(work.glob(f"busybox-static_*_{arch}.deb"))
+    if not debs:
+        fixture_debs = sorted((REPO / ".fixtures" / "debs").glob(f"busybox-static_*_{arch}.deb"))
+        if fixture_debs:
+            shutil.copy(fixture_debs[-1], work)
+        else:
             subprocess.run(
                 ["apt-get", "download", "-q", f"busybox-static:{arch}"], cwd=work, capture_output=True
             )
-            debs = list(work.glob(f"busybox-static_*_{arch}.deb"))
-        require(
-            debs, f"cannot download busybox-static:{arch} (dpkg --add-architecture {arch}; apt-get update)"
-        )
-        subprocess.run(["dpkg-deb", "-x", str(debs[0]), str(out)], check=True)
-    return binary
+        debs = sorted(work.glob(f"busybox-static_*_{arch}.deb"))
+    require(debs, f"cannot download busybox-static:{arch} (dpkg --add-architecture {arch}; apt-get update)")
+    subprocess.run(["dpkg-deb", "-x", str(debs[-1]), str(out)], check=True)
+    found = [b for b in (out / "bin" / "busybox", out / "usr" / "bin" / "busybox") if b.is_file()]
+    assert found, f"{debs[-1]} has no bin/busybox nor usr/bin/busybox"
+    return found[0]
 
 
 CC = {"amd64": "gcc", "arm64": "aarch64-linux-gnu-gcc", "arm": "arm-linux-gnueabihf-gcc"}

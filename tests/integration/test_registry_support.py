@@ -76,6 +76,9 @@ class CA:
             .add_extension(
                 x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
             )
+            # Key identifiers: Python 3.13's default context verifies strictly (RFC 5280), and
+            # rejects a chain whose leaf lacks an Authority Key Identifier (Debian 13).
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(self.key.public_key()), critical=False)
             .sign(self.key, hashes.SHA256())
         )
         self.ca_pem = directory / "ca.crt"
@@ -106,6 +109,9 @@ class CA:
             .serial_number(x509.random_serial_number())
             .not_valid_before(now - dt.timedelta(hours=1))
             .not_valid_after(now + dt.timedelta(days=1))
+            .add_extension(
+                x509.AuthorityKeyIdentifier.from_issuer_public_key(self.key.public_key()), critical=False
+            )
         )
         if sans:
             builder = builder.add_extension(x509.SubjectAlternativeName(sans), critical=False)

@@ -549,6 +549,14 @@ def test_timestamps_beyond_2038(tmp_path: Path) -> None:
 
 
 @pytest.mark.root
+def _revision_0() -> list[str]:
+    """mke2fs's option for a revision 0 filesystem: `-r 0` up to e2fsprogs 1.47.0 (Debian 12),
+    `-E revision=0` from 1.47.1 (Debian 13), which removed -r."""
+    version = subprocess.run(["mke2fs", "-V"], capture_output=True, text=True).stderr.split()[1]
+    parts = tuple(int(x) for x in version.split(".")[:3] if x.isdigit())
+    return ["-E", "revision=0"] if parts >= (1, 47, 1) else ["-r", "0"]
+
+
 def test_revision_0_filesystem(tmp_path: Path) -> None:
     """The original ext2 format: no feature fields, 128-byte inodes, first inode 11."""
     tree = tmp_path / "tree"
@@ -556,7 +564,7 @@ def test_revision_0_filesystem(tmp_path: Path) -> None:
     (tree / "d" / "f").write_bytes(b"rev 0" * 1000)
     os.symlink("d/f", tree / "l")
     os.link(tree / "d" / "f", tree / "h")
-    image = make_image(tmp_path / "rev0.img", os.fsencode(tree), "-t", "ext2", "-r", "0", size="8M")
+    image = make_image(tmp_path / "rev0.img", os.fsencode(tree), "-t", "ext2", *_revision_0(), size="8M")
     with open(image, "rb") as f, mounted(image) as mnt:
         reader = Ext4Reader(f, name="rev0.img")
         assert reader.info.features == () and reader.info.inode_size == 128
