@@ -10,7 +10,7 @@ from dockerify.cli.options import common, json_flag
 from dockerify.oci.copy import copy
 from dockerify.platform import Platform
 from dockerify.progress import Progress
-from dockerify.transports import open_store
+from dockerify.stores import open_store
 
 log = logging.getLogger("dockerify")
 

@@ -1,7 +1,7 @@
 """One interface for every place an image lives, and the stores that need nothing but files:
-an OCI layout, an oci-archive and a docker-archive. The Docker daemon (dockerify/transports.py)
+an OCI layout, an oci-archive and a docker-archive. The Docker daemon (dockerify/stores.py)
 and registries (dockerify/registry/store.py) implement the same interface outside oci/;
-dockerify/transports.py maps a transport prefix to its store.
+dockerify/stores.py maps a transport prefix to its store.
 
 A store is opened for one reference (its tag is the default of `resolve` and `write_tag`) and
 used as a context manager: stores that write a file or load into a daemon do so on a clean exit

@@ -26,7 +26,7 @@ from dockerify.oci.copy import copy
 from dockerify.oci.model import Descriptor, ImageConfig, Manifest, parse_document
 from dockerify.oci.store import ImageStore
 from dockerify.platform import Platform
-from dockerify.transports import open_store
+from dockerify.stores import open_store
 from tests.conftest import dockerify
 from tests.integration import test_registry_support as support
 from tests.integration.test_registry_support import root_of, unique
