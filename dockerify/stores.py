@@ -75,8 +75,10 @@ class DaemonStore(StagedStore):
     def tags(self) -> list[str]:
         return [self.name]
 
-    def write_tag(self, desc: Descriptor, tag: str | None = None) -> None:
+    def write_tag(self, desc: Descriptor, tag: str | None = None, data: bytes | None = None) -> None:
         """`tag` is a tag of this store's repository or a whole NAME:TAG."""
+        if data is not None:
+            self.write_manifest(desc, data)
         repository = self.name.rsplit(":", 1)[0]
         name = (
             self.name

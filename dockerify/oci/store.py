@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol
@@ -63,16 +64,29 @@ class ImageStore(Protocol):
         """A blob into the file `dest` (created or replaced)."""
         ...
 
-    def write_blob(self, desc: Descriptor, src: Path) -> None:
-        """The file `src`, which holds exactly the blob `desc` names."""
+    def blob_path(self, desc: Descriptor) -> Path | None:
+        """A file already holding the blob, to read in place (None: fetch it with fetch_blob)."""
+        ...
+
+    def mount_blob(self, desc: Descriptor, repositories: Sequence[str]) -> bool:
+        """Link a blob one of `repositories` of the same store holds, no bytes moved; True when
+        done. Only registries can."""
+        ...
+
+    def write_blob(
+        self, desc: Descriptor, src: Path, progress: Callable[[int], object] | None = None
+    ) -> bool:
+        """The file `src`, which holds exactly the blob `desc` names; True when bytes moved (False:
+        the store had it). `progress` is told every byte of the blob, as it goes or at the end."""
         ...
 
     def write_manifest(self, desc: Descriptor, data: bytes) -> None:
         """A manifest document by digest (untagged)."""
         ...
 
-    def write_tag(self, desc: Descriptor, tag: str | None = None) -> None:
-        """Point a tag (None: the store's own reference) at a manifest document already written."""
+    def write_tag(self, desc: Descriptor, tag: str | None = None, data: bytes | None = None) -> None:
+        """Point a tag (None: the store's own reference) at a manifest document: one already
+        written, or `data`, written here (a registry puts it under the tag in one request)."""
         ...
 
     def __enter__(self) -> ImageStore: ...
@@ -100,6 +114,13 @@ class LayoutStore:
         self._layout: Layout | None = None
         self._staging: Path | None = None
         self._lock = threading.RLock()
+
+    @classmethod
+    def of(cls, layout: Layout, where: str | None = None) -> LayoutStore:
+        """The store of a layout already open (read as it is, written in place)."""
+        store = cls(layout.root, None, where)
+        store._layout = layout
+        return store
 
     @property
     def layout(self) -> Layout:
@@ -164,20 +185,37 @@ class LayoutStore:
         _check_size(self.where, desc, path.stat().st_size)
         shutil.copyfile(path, dest)
 
-    def write_blob(self, desc: Descriptor, src: Path) -> None:
+    def blob_path(self, desc: Descriptor) -> Path | None:
+        path = self.layout.blobs.path(desc.digest)
+        if not path.is_file():
+            raise NotFound(f"{self.where}: blob {desc.digest} is missing from the layout")
+        _check_size(self.where, desc, path.stat().st_size)
+        return path
+
+    def mount_blob(self, desc: Descriptor, repositories: Sequence[str]) -> bool:
+        return False
+
+    def write_blob(
+        self, desc: Descriptor, src: Path, progress: Callable[[int], object] | None = None
+    ) -> bool:
         layout = self._writable()
         target = layout.blobs.path(desc.digest)
-        if target.exists():
-            return
-        tmp = layout.blobs.root / f".tmp-{desc.hex}-{os.getpid()}"
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, target)
+        sent = not target.exists()
+        if sent:
+            tmp = layout.blobs.root / f".tmp-{desc.hex}-{os.getpid()}"
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, target)
+        if progress is not None:
+            progress(desc.size)
+        return sent
 
     def write_manifest(self, desc: Descriptor, data: bytes) -> None:
         if self._writable().blobs.put(data) != desc.digest:
             raise CorruptInput(f"{self.where}: manifest {desc.digest} does not match its bytes")
 
-    def write_tag(self, desc: Descriptor, tag: str | None = None) -> None:
+    def write_tag(self, desc: Descriptor, tag: str | None = None, data: bytes | None = None) -> None:
+        if data is not None:
+            self.write_manifest(desc, data)
         self._writable().tag(desc, tag or self.tag or "latest")
 
     def __enter__(self) -> LayoutStore:
@@ -232,7 +270,9 @@ class StagedStore(LayoutStore):
             return self._root
         return super().resolve(tag)
 
-    def write_tag(self, desc: Descriptor, tag: str | None = None) -> None:
+    def write_tag(self, desc: Descriptor, tag: str | None = None, data: bytes | None = None) -> None:
+        if data is not None:
+            self.write_manifest(desc, data)
         self._written.append((desc, tag or self.tag or "latest"))
         self._writable().tag(desc, tag or self.tag or "latest")
 

@@ -3,6 +3,8 @@ registry/client.py; options (TLS, credentials, retries) come from DOCKERIFY_* va
 
 from __future__ import annotations
 
+import logging
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 
@@ -10,18 +12,25 @@ from dockerify.errors import CorruptInput
 from dockerify.oci.mediatype import document_media_type
 from dockerify.oci.model import Descriptor, parse_json_object
 from dockerify.registry.client import MANIFEST_LIMIT, Options, RegistryClient
-from dockerify.registry.reference import parse_reference
+from dockerify.registry.reference import Reference, parse_reference
+
+log = logging.getLogger("dockerify")
 
 
 class RegistryStore:
     single_image = False
     keeps_manifests = True
 
-    def __init__(self, reference: str, options: Options | None = None) -> None:
-        self.ref = parse_reference(reference)
+    def __init__(
+        self,
+        reference: str | Reference,
+        options: Options | None = None,
+        client: RegistryClient | None = None,
+    ) -> None:
+        self.ref = parse_reference(reference) if isinstance(reference, str) else reference
         self.where = str(self.ref)
         self._options = options
-        self._client: RegistryClient | None = None
+        self._client = client
 
     @property
     def client(self) -> RegistryClient:
@@ -52,15 +61,41 @@ class RegistryStore:
     def fetch_blob(self, desc: Descriptor, dest: Path) -> None:
         self.client.fetch_blob_to(desc.digest, desc.size, dest)
 
-    def write_blob(self, desc: Descriptor, src: Path) -> None:
-        self.client.push_blob_file(src, desc.digest, desc.size)
+    def blob_path(self, desc: Descriptor) -> Path | None:
+        return None
+
+    def mount_blob(self, desc: Descriptor, repositories: Sequence[str]) -> bool:
+        for repository in repositories:
+            if repository != self.ref.repository and self.client.mount_blob(desc.digest, repository):
+                log.debug("%s: mounted %s from %s", self.where, desc.digest, repository)
+                return True
+        return False
+
+    def write_blob(
+        self, desc: Descriptor, src: Path, progress: Callable[[int], object] | None = None
+    ) -> bool:
+        told = 0
+
+        def tell(n: int) -> None:
+            nonlocal told
+            told += n
+            if progress is not None:
+                progress(n)
+
+        sent = self.client.push_blob_file(src, desc.digest, desc.size, tell)
+        if desc.size > told:  # small blobs go in one request, without progress
+            tell(desc.size - told)
+        return sent
 
     def write_manifest(self, desc: Descriptor, data: bytes) -> None:
         body = parse_json_object(data, f"{self.where}: manifest {desc.digest}")
         self.client.put_manifest_bytes(data, document_media_type(desc.media_type, body), desc.digest)
 
-    def write_tag(self, desc: Descriptor, tag: str | None = None) -> None:
-        data, media_type = self.read_manifest(desc)
+    def write_tag(self, desc: Descriptor, tag: str | None = None, data: bytes | None = None) -> None:
+        """With `data` (not yet written), one PUT under the tag; without, the manifest is read back."""
+        media_type = ""
+        if data is None:
+            data, media_type = self.read_manifest(desc)
         body = parse_json_object(data, f"{self.where}: manifest {desc.digest}")
         self.client.put_manifest_bytes(
             data, document_media_type(desc.media_type or media_type, body), tag or self.ref.tag or "latest"
