@@ -105,6 +105,8 @@ def copy(
     mount_from: Sequence[str] = (),
     stats: Counter | None = None,
     label: str | None = None,
+    scratch: str | Path | None = None,
+    config_platform: bool = True,
 ) -> CopyResult:
     """Copy the image `src` resolves to (or `root`, a manifest or index it holds) into `dst`
     under `tag` (None: `dst`'s own reference).
@@ -113,7 +115,10 @@ def copy(
     manifest alone, several give a new index of them. A store that holds one image per name
     (docker-archive, docker-daemon) takes an index only when it holds one platform. Blobs `dst`
     has are skipped; with `mount_from`, blobs those repositories of a registry `dst` hold are
-    mounted instead of sent. `stats` is told of every blob as well as the result."""
+    mounted instead of sent. `stats` is told of every blob as well as the result. Blobs fetched
+    from `src` are spooled in `scratch` (best on `dst`'s filesystem; default: the system's
+    temporary directory). Without `config_platform`, a single manifest's descriptor is left as
+    it is (the caller reads the platform from the copied config itself)."""
     root = root if root is not None else src.resolve()
     extra: dict[str, bytes] = {}  # documents made here (a narrowed index)
 
@@ -155,7 +160,7 @@ def copy(
             todo.append(b)
     progress = progress or Progress(quiet=True)
     with (
-        tempfile.TemporaryDirectory(prefix="dockerify-copy-") as tmp,
+        tempfile.TemporaryDirectory(prefix=".dockerify-copy-", dir=scratch) as tmp,
         progress.task(label or f"copying to {dst.where}", total=sum(b.size for b in todo)) as advance,
     ):
         lock = threading.Lock()
@@ -174,12 +179,12 @@ def copy(
             fetched = path is None
             if path is None:
                 path = Path(tmp) / blob.hex
-                src.fetch_blob(blob, path)
+                src.fetch_blob(blob, path, tell)
             try:
-                sent = dst.write_blob(blob, path, tell)
+                sent = dst.write_blob(blob, path, None if fetched else tell, take=fetched)
             finally:
                 if fetched:
-                    path.unlink()
+                    path.unlink(missing_ok=True)
             if sent:
                 tally.moved(blob.size)
             else:
@@ -204,7 +209,8 @@ def copy(
         else:
             dst.write_manifest(desc, data)
     if (
-        top.platform is None
+        config_platform
+        and top.platform is None
         and graph.images
         and len(graph.images) == 1
         and top.digest == graph.images[0][0].digest

@@ -60,8 +60,10 @@ class ImageStore(Protocol):
 
     def has_blob(self, desc: Descriptor) -> bool: ...
 
-    def fetch_blob(self, desc: Descriptor, dest: Path) -> None:
-        """A blob into the file `dest` (created or replaced)."""
+    def fetch_blob(
+        self, desc: Descriptor, dest: Path, progress: Callable[[int], object] | None = None
+    ) -> None:
+        """A blob into the file `dest` (created or replaced); `progress` is told every byte."""
         ...
 
     def blob_path(self, desc: Descriptor) -> Path | None:
@@ -74,10 +76,15 @@ class ImageStore(Protocol):
         ...
 
     def write_blob(
-        self, desc: Descriptor, src: Path, progress: Callable[[int], object] | None = None
+        self,
+        desc: Descriptor,
+        src: Path,
+        progress: Callable[[int], object] | None = None,
+        take: bool = False,
     ) -> bool:
         """The file `src`, which holds exactly the blob `desc` names; True when bytes moved (False:
-        the store had it). `progress` is told every byte of the blob, as it goes or at the end."""
+        the store had it). `progress` is told every byte of the blob, as it goes or at the end.
+        With `take`, `src` is a temporary file the store may move into place."""
         ...
 
     def write_manifest(self, desc: Descriptor, data: bytes) -> None:
@@ -99,6 +106,15 @@ class ImageStore(Protocol):
 def _check_size(where: str, desc: Descriptor, size: int) -> None:
     if size != desc.size:
         raise CorruptInput(f"{where}: blob {desc.digest} has {size} bytes, its descriptor says {desc.size}")
+
+
+def _move(src: Path, target: Path) -> bool:
+    """A temporary file renamed into place (no second write); False across filesystems."""
+    try:
+        os.replace(src, target)
+    except OSError:
+        return False
+    return True
 
 
 class LayoutStore:
@@ -178,12 +194,16 @@ class LayoutStore:
         root = self._layout.root if self._layout is not None else self.root
         return (root / "blobs" / "sha256" / desc.hex).is_file()
 
-    def fetch_blob(self, desc: Descriptor, dest: Path) -> None:
+    def fetch_blob(
+        self, desc: Descriptor, dest: Path, progress: Callable[[int], object] | None = None
+    ) -> None:
         path = self.layout.blobs.path(desc.digest)
         if not path.is_file():
             raise NotFound(f"{self.where}: blob {desc.digest} is missing from the layout")
         _check_size(self.where, desc, path.stat().st_size)
         shutil.copyfile(path, dest)
+        if progress is not None:
+            progress(desc.size)
 
     def blob_path(self, desc: Descriptor) -> Path | None:
         path = self.layout.blobs.path(desc.digest)
@@ -196,12 +216,16 @@ class LayoutStore:
         return False
 
     def write_blob(
-        self, desc: Descriptor, src: Path, progress: Callable[[int], object] | None = None
+        self,
+        desc: Descriptor,
+        src: Path,
+        progress: Callable[[int], object] | None = None,
+        take: bool = False,
     ) -> bool:
         layout = self._writable()
         target = layout.blobs.path(desc.digest)
         sent = not target.exists()
-        if sent:
+        if sent and not (take and _move(src, target)):
             tmp = layout.blobs.root / f".tmp-{desc.hex}-{os.getpid()}"
             shutil.copyfile(src, tmp)
             os.replace(tmp, target)
