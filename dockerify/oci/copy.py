@@ -151,17 +151,11 @@ def copy(
 
     graph = walk(root, fetch, skip=(lambda d: not _is_image(d)) if dst.single_image else None)
     tally = _Tally(stats)
-    todo = []
-    for b in graph.blobs.values():
-        if dst.has_blob(b):
-            log.debug("%s: blob %s exists; not uploading", dst.where, b.digest)
-            tally.skipped(b.size)
-        else:
-            todo.append(b)
+    blobs = list(graph.blobs.values())
     progress = progress or Progress(quiet=True)
     with (
         tempfile.TemporaryDirectory(prefix=".dockerify-copy-", dir=scratch) as tmp,
-        progress.task(label or f"copying to {dst.where}", total=sum(b.size for b in todo)) as advance,
+        progress.task(label or f"copying to {dst.where}", total=sum(b.size for b in blobs)) as advance,
     ):
         lock = threading.Lock()
 
@@ -170,6 +164,12 @@ def copy(
                 advance(n)
 
         def one(blob: Descriptor) -> None:
+            # Asked here, in the pool: a registry's HEAD per blob is a round trip each.
+            if dst.has_blob(blob):
+                log.debug("%s: blob %s exists; not uploading", dst.where, blob.digest)
+                tally.skipped(blob.size)
+                tell(blob.size)
+                return
             if mount_from and dst.mount_blob(blob, mount_from):
                 tally.skipped(blob.size, mounted=True)
                 tell(blob.size)
@@ -190,10 +190,10 @@ def copy(
             else:
                 tally.skipped(blob.size)
 
-        if todo:
+        if blobs:
             # Largest first, a few at a time: registries and the network are the slow part.
-            with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(todo)))) as pool:
-                futures = [pool.submit(one, b) for b in sorted(todo, key=lambda b: -b.size)]
+            with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(blobs)))) as pool:
+                futures = [pool.submit(one, b) for b in sorted(blobs, key=lambda b: -b.size)]
                 try:
                     for future in futures:
                         future.result()

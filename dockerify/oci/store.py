@@ -278,10 +278,11 @@ class StagedStore(LayoutStore):
 
     @property
     def layout(self) -> Layout:
-        if self._layout is None:
-            self.root.mkdir()
-            self._layout, self._root = self._load(self.root)
-        return self._layout
+        with self._lock:  # copy() asks from several threads; the archive is extracted once
+            if self._layout is None:
+                self.root.mkdir()
+                self._layout, self._root = self._load(self.root)
+            return self._layout
 
     def _open_for_write(self) -> Layout:
         if self._layout is None:
