@@ -32,7 +32,7 @@ from dockerify.platform import Platform
 from dockerify.progress import Progress
 from dockerify.runner import RunResult
 from dockerify.sources.options import DEFAULT_READ, ReadOptions
-from dockerify.transports import open_store
+from dockerify.stores import open_store
 from dockerify.trees import open_image, open_tree
 
 if TYPE_CHECKING:

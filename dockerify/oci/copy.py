@@ -7,13 +7,14 @@ missing."""
 
 from __future__ import annotations
 
+import logging
 import tempfile
 import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from dockerify.errors import DockerifyError, NotFound
 from dockerify.oci.graph import walk
@@ -23,14 +24,48 @@ from dockerify.oci.store import ImageStore
 from dockerify.platform import Platform
 from dockerify.progress import Progress
 
+log = logging.getLogger("dockerify")
+
 
 @dataclass(frozen=True)
 class CopyResult:
     root: Descriptor
     manifests: tuple[Descriptor, ...]
     blobs_copied: int
-    blobs_skipped: int
+    blobs_skipped: int  # the destination had them, or mounted them
     bytes_copied: int
+    bytes_skipped: int = 0
+    blobs_mounted: int = 0
+
+
+class Counter(Protocol):
+    """What a caller counts a transfer with (registry/transfer.py's TransferStats)."""
+
+    def moved(self, size: int) -> None: ...
+
+    def skipped(self, size: int, mounted: bool = False) -> None: ...
+
+
+class _Tally:
+    def __init__(self, also: Counter | None) -> None:
+        self.also = also
+        self.lock = threading.Lock()
+        self.copied = self.skipped_blobs = self.mounted = self.bytes_copied = self.bytes_skipped = 0
+
+    def moved(self, size: int) -> None:
+        with self.lock:
+            self.copied += 1
+            self.bytes_copied += size
+        if self.also is not None:
+            self.also.moved(size)
+
+    def skipped(self, size: int, mounted: bool = False) -> None:
+        with self.lock:
+            self.skipped_blobs += 1
+            self.bytes_skipped += size
+            self.mounted += mounted
+        if self.also is not None:
+            self.also.skipped(size, mounted)
 
 
 def _norm(p: Platform) -> str:
@@ -65,13 +100,26 @@ def copy(
     tag: str | None = None,
     progress: Progress | None = None,
     jobs: int = 4,
+    *,
+    root: Descriptor | None = None,
+    mount_from: Sequence[str] = (),
+    stats: Counter | None = None,
+    label: str | None = None,
+    scratch: str | Path | None = None,
+    config_platform: bool = True,
 ) -> CopyResult:
-    """Copy the image `src` resolves to into `dst` under `tag` (None: `dst`'s own reference).
+    """Copy the image `src` resolves to (or `root`, a manifest or index it holds) into `dst`
+    under `tag` (None: `dst`'s own reference).
 
     With `platforms`, an index is narrowed to those platforms: one platform copies that
     manifest alone, several give a new index of them. A store that holds one image per name
-    (docker-archive, docker-daemon) takes an index only when it holds one platform."""
-    root = src.resolve()
+    (docker-archive, docker-daemon) takes an index only when it holds one platform. Blobs `dst`
+    has are skipped; with `mount_from`, blobs those repositories of a registry `dst` hold are
+    mounted instead of sent. `stats` is told of every blob as well as the result. Blobs fetched
+    from `src` are spooled in `scratch` (best on `dst`'s filesystem; default: the system's
+    temporary directory). Without `config_platform`, a single manifest's descriptor is left as
+    it is (the caller reads the platform from the copied config itself)."""
+    root = root if root is not None else src.resolve()
     extra: dict[str, bytes] = {}  # documents made here (a narrowed index)
 
     def fetch(desc: Descriptor) -> tuple[bytes, str, dict[str, Any]]:
@@ -102,26 +150,50 @@ def copy(
             root = images[0]
 
     graph = walk(root, fetch, skip=(lambda d: not _is_image(d)) if dst.single_image else None)
-    todo = [b for b in graph.blobs.values() if not dst.has_blob(b)]
+    tally = _Tally(stats)
+    blobs = list(graph.blobs.values())
     progress = progress or Progress(quiet=True)
     with (
-        tempfile.TemporaryDirectory(prefix="dockerify-copy-") as tmp,
-        progress.task(f"copying to {dst.where}", total=sum(b.size for b in todo)) as advance,
+        tempfile.TemporaryDirectory(prefix=".dockerify-copy-", dir=scratch) as tmp,
+        progress.task(label or f"copying to {dst.where}", total=sum(b.size for b in blobs)) as advance,
     ):
         lock = threading.Lock()
 
-        def one(blob: Descriptor) -> None:
-            path = Path(tmp) / blob.hex
-            src.fetch_blob(blob, path)
-            dst.write_blob(blob, path)
-            path.unlink()
+        def tell(n: int) -> None:
             with lock:
-                advance(blob.size)
+                advance(n)
 
-        if todo:
+        def one(blob: Descriptor) -> None:
+            # Asked here, in the pool: a registry's HEAD per blob is a round trip each.
+            if dst.has_blob(blob):
+                log.debug("%s: blob %s exists; not uploading", dst.where, blob.digest)
+                tally.skipped(blob.size)
+                tell(blob.size)
+                return
+            if mount_from and dst.mount_blob(blob, mount_from):
+                tally.skipped(blob.size, mounted=True)
+                tell(blob.size)
+                return
+            # A store with the blob on disk (a layout) is read in place, not copied first.
+            path = src.blob_path(blob)
+            fetched = path is None
+            if path is None:
+                path = Path(tmp) / blob.hex
+                src.fetch_blob(blob, path, tell)
+            try:
+                sent = dst.write_blob(blob, path, None if fetched else tell, take=fetched)
+            finally:
+                if fetched:
+                    path.unlink(missing_ok=True)
+            if sent:
+                tally.moved(blob.size)
+            else:
+                tally.skipped(blob.size)
+
+        if blobs:
             # Largest first, a few at a time: registries and the network are the slow part.
-            with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(todo)))) as pool:
-                futures = [pool.submit(one, b) for b in sorted(todo, key=lambda b: -b.size)]
+            with ThreadPoolExecutor(max_workers=max(1, min(jobs, len(blobs)))) as pool:
+                futures = [pool.submit(one, b) for b in sorted(blobs, key=lambda b: -b.size)]
                 try:
                     for future in futures:
                         future.result()
@@ -129,20 +201,31 @@ def copy(
                     for future in futures:
                         future.cancel()
                     raise
-    copied, skipped = len(todo), len(graph.blobs) - len(todo)
-    moved = sum(b.size for b in todo)
-    for desc, data in graph.manifests:
-        dst.write_manifest(desc, data)
     top = graph.root
+    top_data = b""
+    for desc, data in graph.manifests:
+        if desc.digest == top.digest:
+            top_data = data  # written with its tag below: one request to a registry
+        else:
+            dst.write_manifest(desc, data)
     if (
-        top.platform is None
+        config_platform
+        and top.platform is None
         and graph.images
         and len(graph.images) == 1
         and top.digest == graph.images[0][0].digest
     ):
         top = _with_config_platform(src, top, graph.images[0][1])
-    dst.write_tag(top, tag)
-    return CopyResult(top, tuple(d for d, _ in graph.images), copied, skipped, moved)
+    dst.write_tag(top, tag, top_data)
+    return CopyResult(
+        top,
+        tuple(d for d, _ in graph.images),
+        tally.copied,
+        tally.skipped_blobs,
+        tally.bytes_copied,
+        tally.bytes_skipped,
+        tally.mounted,
+    )
 
 
 def _with_config_platform(src: ImageStore, desc: Descriptor, manifest: dict[str, Any]) -> Descriptor:

@@ -1,7 +1,7 @@
 """One interface for every place an image lives, and the stores that need nothing but files:
-an OCI layout, an oci-archive and a docker-archive. The Docker daemon (dockerify/transports.py)
+an OCI layout, an oci-archive and a docker-archive. The Docker daemon (dockerify/stores.py)
 and registries (dockerify/registry/store.py) implement the same interface outside oci/;
-dockerify/transports.py maps a transport prefix to its store.
+dockerify/stores.py maps a transport prefix to its store.
 
 A store is opened for one reference (its tag is the default of `resolve` and `write_tag`) and
 used as a context manager: stores that write a file or load into a daemon do so on a clean exit
@@ -14,6 +14,7 @@ import os
 import shutil
 import tempfile
 import threading
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Protocol
@@ -59,20 +60,40 @@ class ImageStore(Protocol):
 
     def has_blob(self, desc: Descriptor) -> bool: ...
 
-    def fetch_blob(self, desc: Descriptor, dest: Path) -> None:
-        """A blob into the file `dest` (created or replaced)."""
+    def fetch_blob(
+        self, desc: Descriptor, dest: Path, progress: Callable[[int], object] | None = None
+    ) -> None:
+        """A blob into the file `dest` (created or replaced); `progress` is told every byte."""
         ...
 
-    def write_blob(self, desc: Descriptor, src: Path) -> None:
-        """The file `src`, which holds exactly the blob `desc` names."""
+    def blob_path(self, desc: Descriptor) -> Path | None:
+        """A file already holding the blob, to read in place (None: fetch it with fetch_blob)."""
+        ...
+
+    def mount_blob(self, desc: Descriptor, repositories: Sequence[str]) -> bool:
+        """Link a blob one of `repositories` of the same store holds, no bytes moved; True when
+        done. Only registries can."""
+        ...
+
+    def write_blob(
+        self,
+        desc: Descriptor,
+        src: Path,
+        progress: Callable[[int], object] | None = None,
+        take: bool = False,
+    ) -> bool:
+        """The file `src`, which holds exactly the blob `desc` names; True when bytes moved (False:
+        the store had it). `progress` is told every byte of the blob, as it goes or at the end.
+        With `take`, `src` is a temporary file the store may move into place."""
         ...
 
     def write_manifest(self, desc: Descriptor, data: bytes) -> None:
         """A manifest document by digest (untagged)."""
         ...
 
-    def write_tag(self, desc: Descriptor, tag: str | None = None) -> None:
-        """Point a tag (None: the store's own reference) at a manifest document already written."""
+    def write_tag(self, desc: Descriptor, tag: str | None = None, data: bytes | None = None) -> None:
+        """Point a tag (None: the store's own reference) at a manifest document: one already
+        written, or `data`, written here (a registry puts it under the tag in one request)."""
         ...
 
     def __enter__(self) -> ImageStore: ...
@@ -85,6 +106,15 @@ class ImageStore(Protocol):
 def _check_size(where: str, desc: Descriptor, size: int) -> None:
     if size != desc.size:
         raise CorruptInput(f"{where}: blob {desc.digest} has {size} bytes, its descriptor says {desc.size}")
+
+
+def _move(src: Path, target: Path) -> bool:
+    """A temporary file renamed into place (no second write); False across filesystems."""
+    try:
+        os.replace(src, target)
+    except OSError:
+        return False
+    return True
 
 
 class LayoutStore:
@@ -100,6 +130,13 @@ class LayoutStore:
         self._layout: Layout | None = None
         self._staging: Path | None = None
         self._lock = threading.RLock()
+
+    @classmethod
+    def of(cls, layout: Layout, where: str | None = None) -> LayoutStore:
+        """The store of a layout already open (read as it is, written in place)."""
+        store = cls(layout.root, None, where)
+        store._layout = layout
+        return store
 
     @property
     def layout(self) -> Layout:
@@ -157,27 +194,52 @@ class LayoutStore:
         root = self._layout.root if self._layout is not None else self.root
         return (root / "blobs" / "sha256" / desc.hex).is_file()
 
-    def fetch_blob(self, desc: Descriptor, dest: Path) -> None:
+    def fetch_blob(
+        self, desc: Descriptor, dest: Path, progress: Callable[[int], object] | None = None
+    ) -> None:
         path = self.layout.blobs.path(desc.digest)
         if not path.is_file():
             raise NotFound(f"{self.where}: blob {desc.digest} is missing from the layout")
         _check_size(self.where, desc, path.stat().st_size)
         shutil.copyfile(path, dest)
+        if progress is not None:
+            progress(desc.size)
 
-    def write_blob(self, desc: Descriptor, src: Path) -> None:
+    def blob_path(self, desc: Descriptor) -> Path | None:
+        path = self.layout.blobs.path(desc.digest)
+        if not path.is_file():
+            raise NotFound(f"{self.where}: blob {desc.digest} is missing from the layout")
+        _check_size(self.where, desc, path.stat().st_size)
+        return path
+
+    def mount_blob(self, desc: Descriptor, repositories: Sequence[str]) -> bool:
+        return False
+
+    def write_blob(
+        self,
+        desc: Descriptor,
+        src: Path,
+        progress: Callable[[int], object] | None = None,
+        take: bool = False,
+    ) -> bool:
         layout = self._writable()
         target = layout.blobs.path(desc.digest)
-        if target.exists():
-            return
-        tmp = layout.blobs.root / f".tmp-{desc.hex}-{os.getpid()}"
-        shutil.copyfile(src, tmp)
-        os.replace(tmp, target)
+        sent = not target.exists()
+        if sent and not (take and _move(src, target)):
+            tmp = layout.blobs.root / f".tmp-{desc.hex}-{os.getpid()}"
+            shutil.copyfile(src, tmp)
+            os.replace(tmp, target)
+        if progress is not None:
+            progress(desc.size)
+        return sent
 
     def write_manifest(self, desc: Descriptor, data: bytes) -> None:
         if self._writable().blobs.put(data) != desc.digest:
             raise CorruptInput(f"{self.where}: manifest {desc.digest} does not match its bytes")
 
-    def write_tag(self, desc: Descriptor, tag: str | None = None) -> None:
+    def write_tag(self, desc: Descriptor, tag: str | None = None, data: bytes | None = None) -> None:
+        if data is not None:
+            self.write_manifest(desc, data)
         self._writable().tag(desc, tag or self.tag or "latest")
 
     def __enter__(self) -> LayoutStore:
@@ -216,10 +278,11 @@ class StagedStore(LayoutStore):
 
     @property
     def layout(self) -> Layout:
-        if self._layout is None:
-            self.root.mkdir()
-            self._layout, self._root = self._load(self.root)
-        return self._layout
+        with self._lock:  # copy() asks from several threads; the archive is extracted once
+            if self._layout is None:
+                self.root.mkdir()
+                self._layout, self._root = self._load(self.root)
+            return self._layout
 
     def _open_for_write(self) -> Layout:
         if self._layout is None:
@@ -232,7 +295,9 @@ class StagedStore(LayoutStore):
             return self._root
         return super().resolve(tag)
 
-    def write_tag(self, desc: Descriptor, tag: str | None = None) -> None:
+    def write_tag(self, desc: Descriptor, tag: str | None = None, data: bytes | None = None) -> None:
+        if data is not None:
+            self.write_manifest(desc, data)
         self._written.append((desc, tag or self.tag or "latest"))
         self._writable().tag(desc, tag or self.tag or "latest")
 

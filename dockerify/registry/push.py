@@ -1,29 +1,29 @@
 """An OCI layout's image (one manifest or a whole index) to a registry.
 
-Manifests and blobs travel as the exact bytes the layout holds, so digests do not change:
-blobs first (in parallel, each skipped when the registry has it), then child manifests by
-digest, then the root under the tag. Signatures the layout holds for the pushed manifests
+A copy (oci/copy.py) from the layout's store to the registry's: manifests and blobs travel as
+the exact bytes the layout holds, so digests do not change: blobs first (in parallel, each
+skipped when the registry has it), then child manifests by digest, then the root under the tag. Signatures the layout holds for the pushed manifests
 (`sha256-<hex>.sig` tags) go along."""
 
 from __future__ import annotations
 
 import logging
-import threading
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from dockerify.errors import CorruptInput, DockerifyError, NotFound
+from dockerify.errors import DockerifyError
+from dockerify.oci.copy import copy
 from dockerify.oci.graph import Graph, walk
 from dockerify.oci.layout import Layout
 from dockerify.oci.manifests import choose_platform
 from dockerify.oci.mediatype import is_index
 from dockerify.oci.model import Descriptor
+from dockerify.oci.store import LayoutStore
 from dockerify.platform import Platform
 from dockerify.progress import Progress
 from dockerify.registry.client import Options, RegistryClient
 from dockerify.registry.reference import Reference, parse_reference
 from dockerify.registry.signing import local_signatures, signature_tag
+from dockerify.registry.store import RegistryStore
 from dockerify.registry.transfer import TransferStats
 
 log = logging.getLogger("dockerify")
@@ -37,54 +37,6 @@ def layout_graph(layout: Layout, root: Descriptor) -> Graph:
     return walk(root, fetch)
 
 
-def _upload_blobs(
-    client: RegistryClient,
-    layout: Layout,
-    blobs: list[Descriptor],
-    advance: Callable[[int], object],
-    stats: TransferStats | None = None,
-    mount_from: tuple[str, ...] = (),
-) -> None:
-    lock = threading.Lock()
-
-    def one(d: Descriptor) -> None:
-        path = layout.blobs.path(d.digest)
-        if not path.is_file():
-            raise NotFound(f"{layout.root}: blob {d.digest} is missing from the layout")
-        if path.stat().st_size != d.size:
-            raise CorruptInput(
-                f"{layout.root}: blob {d.digest} has {path.stat().st_size} bytes, its descriptor says {d.size}"
-            )
-
-        def progress(n: int) -> None:
-            with lock:
-                advance(n)
-
-        if client.has_blob(d.digest):
-            log.debug("%s: blob %s exists; not uploading", client.where, d.digest)
-            if stats:
-                stats.skipped(d.size)
-            return
-        for repository in mount_from:
-            if repository != client.ref.repository and client.mount_blob(d.digest, repository):
-                log.debug("%s: mounted %s from %s", client.where, d.digest, repository)
-                if stats:
-                    stats.skipped(d.size, mounted=True)
-                return
-        sent = client.push_blob_file(path, d.digest, d.size, progress)
-        if stats:
-            if sent:
-                stats.moved(d.size)
-            else:
-                stats.skipped(d.size)
-
-    if not blobs:
-        return
-    with ThreadPoolExecutor(max_workers=max(1, min(client.options.jobs, len(blobs)))) as pool:
-        for future in [pool.submit(one, d) for d in sorted(blobs, key=lambda d: -d.size)]:
-            future.result()
-
-
 def push_graph(
     client: RegistryClient,
     layout: Layout,
@@ -94,15 +46,22 @@ def push_graph(
     stats: TransferStats | None = None,
     mount_from: tuple[str, ...] = (),
 ) -> Descriptor:
-    graph = layout_graph(layout, root)
-    progress = progress or Progress(quiet=True)
-    total = sum(d.size for d in graph.blobs.values())
-    with progress.task(f"pushing {client.where}", total=total) as advance:
-        _upload_blobs(client, layout, list(graph.blobs.values()), advance, stats, mount_from)
-    for desc, data in graph.manifests:
-        is_root = desc.digest == root.digest
-        client.put_manifest_bytes(data, desc.media_type, tag if is_root and tag else desc.digest)
-    return Descriptor(graph.manifests[-1][0].media_type, root.digest, root.size, root.platform)
+    """A copy from the layout to the registry (oci/copy.py): blobs the registry has are skipped
+    (HEAD), `mount_from` repositories are asked before a blob is sent, manifests go children
+    first and the root under `tag` (None: by digest) last."""
+    with LayoutStore.of(layout, str(layout.root)) as src:
+        result = copy(
+            src,
+            RegistryStore(client.ref, client=client),
+            tag=tag or root.digest,
+            progress=progress,
+            jobs=client.options.jobs,
+            root=root,
+            mount_from=mount_from,
+            stats=stats,
+            label=f"pushing {client.where}",
+        )
+    return Descriptor(result.root.media_type, root.digest, root.size, root.platform)
 
 
 def push_layout(

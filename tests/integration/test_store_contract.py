@@ -15,6 +15,7 @@ import hashlib
 import json
 import shutil
 import subprocess
+import tarfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -26,7 +27,7 @@ from dockerify.oci.copy import copy
 from dockerify.oci.model import Descriptor, ImageConfig, Manifest, parse_document
 from dockerify.oci.store import ImageStore
 from dockerify.platform import Platform
-from dockerify.transports import open_store
+from dockerify.stores import open_store
 from tests.conftest import dockerify
 from tests.integration import test_registry_support as support
 from tests.integration.test_registry_support import root_of, unique
@@ -301,3 +302,24 @@ def test_a_failed_copy_leaves_nothing_behind(
     path = Path(target.split(":", 1)[1].rsplit(":v1", 1)[0])
     assert not path.exists()
     assert [p.name for p in path.parent.iterdir() if p.name.startswith(f".{path.name}")] == []
+
+
+def _members(tar: Path) -> list[tuple[str, int, str]]:
+    with tarfile.open(tar) as t:
+        return sorted((m.name, m.size, m.linkname) for m in t.getmembers())
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_inspect_and_export_read_every_store(
+    transport: str, seeded: dict[str, str], single_image: Path, tmp_path: Path
+) -> None:
+    """inspect and export take every reference open_store takes, and see the same image."""
+    want = _source(single_image)
+    info = json.loads(dockerify("inspect", "--json", seeded[transport]).stdout)
+    assert info["platforms"] == ["linux/amd64"] and not info["index"]
+    if transport in KEEPS_MANIFESTS:
+        assert info["digest"] == want["manifest"]
+    expected, got = tmp_path / "expected.tar", tmp_path / "got.tar"
+    dockerify("export", f"oci:{single_image}:v1", "--format", "rootfs-tar", "-o", str(expected))
+    dockerify("export", seeded[transport], "--format", "rootfs-tar", "-o", str(got))
+    assert _members(got) == _members(expected)
