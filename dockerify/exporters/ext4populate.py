@@ -23,6 +23,7 @@ import os
 import queue
 import re
 import struct
+import tempfile
 import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -164,10 +165,48 @@ def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
+def _dumpe2fs(image: str, offset: int) -> bytes:
+    """dumpe2fs of the filesystem at `offset` in `image`. e2fsprogs 1.47.1+ (Debian 13) resolves
+    the whole `FILE?offset=N` argument as a device name and fails, so the empty filesystem's
+    written extents are copied into a sparse scratch file beside the card and read there (a few
+    MiB: the superblocks, descriptors and bitmaps mke2fs wrote; the rest are holes)."""
+    with open(image, "rb") as src:
+        sb = os.pread(src.fileno(), 1024, offset + 1024)
+        blocks_lo, log_block = struct.unpack_from("<I", sb, 4)[0], struct.unpack_from("<I", sb, 0x18)[0]
+        blocks_hi = (
+            struct.unpack_from("<I", sb, 0x150)[0] if struct.unpack_from("<I", sb, 0x60)[0] & 0x80 else 0
+        )
+        size = (blocks_lo | blocks_hi << 32) * (1024 << log_block)
+        fd, probe = tempfile.mkstemp(
+            prefix=".dockerify-dumpe2fs-", dir=os.path.dirname(os.path.abspath(image))
+        )
+        try:
+            with os.fdopen(fd, "wb") as dst:
+                dst.truncate(size)
+                at = offset
+                end = offset + size
+                while at < end:
+                    try:
+                        start = os.lseek(src.fileno(), at, os.SEEK_DATA)
+                    except OSError:
+                        break  # no data after `at`
+                    if start >= end:
+                        break
+                    stop = min(os.lseek(src.fileno(), start, os.SEEK_HOLE), end)
+                    while start < stop:
+                        chunk = os.pread(src.fileno(), min(stop - start, 8 << 20), start)
+                        os.pwrite(dst.fileno(), chunk, start - offset)
+                        start += len(chunk)
+                    at = stop
+            return run(["dumpe2fs", probe]).stdout
+        finally:
+            os.unlink(probe)
+
+
 def read_geometry(image: str, offset: int) -> Geometry:
     """The empty filesystem's layout: the superblock and descriptors from disk, the free block and
     inode ranges from dumpe2fs (which knows how each uninitialized group is laid out)."""
-    out = run(["dumpe2fs", f"{image}?offset={offset}"]).stdout
+    out = _dumpe2fs(image, offset)
     m = re.search(rb"^Filesystem features:\s+(.*)$", out, re.M)
     features = frozenset(m.group(1).decode().split()) if m else frozenset()
     free_blocks: list[tuple[int, int]] = []
