@@ -6,87 +6,38 @@ each returning a frozen result and raising DockerifyError (or a subclass) on fai
 `open_tree()` reads any tree (disk image, tarball, directory or image reference) as entries.
 """
 
-from dockerify.build import BuildOptions, BuildResult
+from dockerify import sdk
+from dockerify.build import BuildOptions
 from dockerify.entry import Entry, FileType
 from dockerify.errors import CorruptInput, DockerifyError, NotFound
 from dockerify.exporters.export import ExportOptions
 from dockerify.oci.image import ImageOptions
 from dockerify.oci.refs import ImageRef, parse_ref
 from dockerify.platform import Arch, Platform
-from dockerify.sdk import (
-    BinfmtResult,
-    CopyResult,
-    DiffResult,
-    ExportResult,
-    InspectResult,
-    KeygenResult,
-    PullResult,
-    PushResult,
-    RunResult,
-    SignedDigest,
-    SignResult,
-    TransferCounts,
-    VerifiedDigest,
-    VerifyResult,
-    binfmt_status,
-    build,
-    copy,
-    diff,
-    export,
-    inspect,
-    keygen,
-    pull,
-    push,
-    run,
-    sign,
-    verify,
-)
+
+# Every SDK function and result type, by sdk.__all__: a name added there is exported here with
+# no edit. After the imports above, so `build` is the SDK's function, not the dockerify.build module.
+from dockerify.sdk import *  # noqa: F403
 from dockerify.sources.options import ReadOptions
 from dockerify.trees import open_image, open_tree
 
 __version__ = "0.1.0"
 
 __all__ = [
+    *sdk.__all__,
     "Arch",
-    "BinfmtResult",
     "BuildOptions",
-    "BuildResult",
-    "CopyResult",
     "CorruptInput",
-    "DiffResult",
     "DockerifyError",
     "Entry",
     "ExportOptions",
-    "ExportResult",
     "FileType",
     "ImageOptions",
     "ImageRef",
-    "InspectResult",
-    "KeygenResult",
     "NotFound",
     "Platform",
-    "PullResult",
-    "PushResult",
     "ReadOptions",
-    "RunResult",
-    "SignResult",
-    "SignedDigest",
-    "TransferCounts",
-    "VerifiedDigest",
-    "VerifyResult",
-    "binfmt_status",
-    "build",
-    "copy",
-    "diff",
-    "export",
-    "inspect",
-    "keygen",
     "open_image",
     "open_tree",
     "parse_ref",
-    "pull",
-    "push",
-    "run",
-    "sign",
-    "verify",
 ]

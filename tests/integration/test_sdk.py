@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 import dockerify
+from dockerify import sdk
 from dockerify.errors import DockerifyError, NotFound
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -157,3 +158,12 @@ def test_functions_named_like_modules_stay_functions() -> None:
         text=True,
     )
     assert proc.returncode == 0, proc.stderr
+
+
+def test_every_sdk_name_is_the_packages() -> None:
+    """dockerify/__init__.py takes its SDK names from sdk.__all__: each one is exported, and is
+    the SDK's own object (not a module of the same name, as `run` and `build` also are)."""
+    for name in sdk.__all__:
+        assert name in dockerify.__all__, name
+        assert getattr(dockerify, name) is getattr(sdk, name), name
+    assert len(set(dockerify.__all__)) == len(dockerify.__all__)
