@@ -165,18 +165,12 @@ def _merge(ranges: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
-def _dumpe2fs(image: str, offset: int) -> bytes:
-    """dumpe2fs of the filesystem at `offset` in `image`. e2fsprogs 1.47.1+ (Debian 13) resolves
-    the whole `FILE?offset=N` argument as a device name and fails, so the empty filesystem's
-    written extents are copied into a sparse scratch file beside the card and read there (a few
-    MiB: the superblocks, descriptors and bitmaps mke2fs wrote; the rest are holes)."""
+def _dumpe2fs(image: str, offset: int, size: int) -> bytes:
+    """dumpe2fs of the `size`-byte filesystem at `offset` in `image`. e2fsprogs 1.47.1+ (Debian
+    13) resolves the whole `FILE?offset=N` argument as a device name and fails, so the empty
+    filesystem's written extents are copied into a sparse scratch file beside the card and read
+    there (a few MiB: the superblocks, descriptors and bitmaps mke2fs wrote; the rest are holes)."""
     with open(image, "rb") as src:
-        sb = os.pread(src.fileno(), 1024, offset + 1024)
-        blocks_lo, log_block = struct.unpack_from("<I", sb, 4)[0], struct.unpack_from("<I", sb, 0x18)[0]
-        blocks_hi = (
-            struct.unpack_from("<I", sb, 0x150)[0] if struct.unpack_from("<I", sb, 0x60)[0] & 0x80 else 0
-        )
-        size = (blocks_lo | blocks_hi << 32) * (1024 << log_block)
         fd, probe = tempfile.mkstemp(
             prefix=".dockerify-dumpe2fs-", dir=os.path.dirname(os.path.abspath(image))
         )
@@ -204,21 +198,9 @@ def _dumpe2fs(image: str, offset: int) -> bytes:
 
 
 def read_geometry(image: str, offset: int) -> Geometry:
-    """The empty filesystem's layout: the superblock and descriptors from disk, the free block and
-    inode ranges from dumpe2fs (which knows how each uninitialized group is laid out)."""
-    out = _dumpe2fs(image, offset)
-    m = re.search(rb"^Filesystem features:\s+(.*)$", out, re.M)
-    features = frozenset(m.group(1).decode().split()) if m else frozenset()
-    free_blocks: list[tuple[int, int]] = []
-    free_inodes: list[tuple[int, int]] = []
-    for line in out.splitlines():
-        if not line.startswith(b" "):
-            continue  # the superblock's own "Free blocks:" counts, not ranges
-        s = line.strip()
-        if s.startswith(b"Free blocks: "):
-            free_blocks += _ranges(s[len(b"Free blocks: ") :])
-        elif s.startswith(b"Free inodes: "):
-            free_inodes += _ranges(s[len(b"Free inodes: ") :])
+    """The empty filesystem's layout: the superblock and descriptors from disk (the one place
+    the superblock is parsed), the features and the free block and inode ranges from dumpe2fs
+    (which knows how each uninitialized group is laid out)."""
     with open(image, "rb") as f:
         sb = os.pread(f.fileno(), 1024, offset + 1024)
         (inodes_count, blocks_lo) = struct.unpack_from("<II", sb, 0)
@@ -238,6 +220,19 @@ def read_geometry(image: str, offset: int) -> Geometry:
         else:
             seed = crc(0xFFFFFFFF, sb[0x68:0x78])
         descs = bytearray(os.pread(f.fileno(), groups * desc_size, offset + (first_data_block + 1) * block))
+    out = _dumpe2fs(image, offset, blocks_count * block)
+    m = re.search(rb"^Filesystem features:\s+(.*)$", out, re.M)
+    features = frozenset(m.group(1).decode().split()) if m else frozenset()
+    free_blocks: list[tuple[int, int]] = []
+    free_inodes: list[tuple[int, int]] = []
+    for line in out.splitlines():
+        if not line.startswith(b" "):
+            continue  # the superblock's own "Free blocks:" counts, not ranges
+        s = line.strip()
+        if s.startswith(b"Free blocks: "):
+            free_blocks += _ranges(s[len(b"Free blocks: ") :])
+        elif s.startswith(b"Free inodes: "):
+            free_inodes += _ranges(s[len(b"Free inodes: ") :])
     return Geometry(
         block_size=block,
         blocks_count=blocks_count,
