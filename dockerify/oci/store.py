@@ -27,6 +27,7 @@ from dockerify.oci.archive import (
     safe_extract,
     write_stream,
 )
+from dockerify.oci.blobcheck import METADATA_LIMIT, BlobCheck, check_size, copy_checked, read_checked
 from dockerify.oci.blobs import check_digest
 from dockerify.oci.layout import Layout
 from dockerify.oci.model import REF_NAME, Descriptor
@@ -101,11 +102,6 @@ class ImageStore(Protocol):
     def __exit__(
         self, kind: type[BaseException] | None, value: BaseException | None, tb: TracebackType | None
     ) -> None: ...
-
-
-def _check_size(where: str, desc: Descriptor, size: int) -> None:
-    if size != desc.size:
-        raise CorruptInput(f"{where}: blob {desc.digest} has {size} bytes, its descriptor says {desc.size}")
 
 
 def _move(src: Path, target: Path) -> bool:
@@ -184,10 +180,13 @@ class LayoutStore:
         data, _ = self.layout.read_json_raw(desc)
         return data, ""
 
+    def _check(self, desc: Descriptor, limit: int | None = None) -> BlobCheck:
+        return BlobCheck(f"{self.where}: blob {desc.digest}", desc.digest, desc.size, limit=limit)
+
     def read_blob(self, desc: Descriptor) -> bytes:
-        data = self.layout.blobs.read(desc.digest)
-        _check_size(self.where, desc, len(data))
-        return data
+        check = self._check(desc, METADATA_LIMIT)
+        with self.layout.blobs.open(desc.digest) as f:
+            return read_checked(f.read, check)
 
     def has_blob(self, desc: Descriptor) -> bool:
         check_digest(desc.digest, self.where)
@@ -197,19 +196,19 @@ class LayoutStore:
     def fetch_blob(
         self, desc: Descriptor, dest: Path, progress: Callable[[int], object] | None = None
     ) -> None:
-        path = self.layout.blobs.path(desc.digest)
-        if not path.is_file():
-            raise NotFound(f"{self.where}: blob {desc.digest} is missing from the layout")
-        _check_size(self.where, desc, path.stat().st_size)
-        shutil.copyfile(path, dest)
-        if progress is not None:
-            progress(desc.size)
+        check = self._check(desc)
+        with open(self._blob_file(desc), "rb") as src, open(dest, "wb") as dst:
+            copy_checked(src.read, dst.write, check, progress)
 
     def blob_path(self, desc: Descriptor) -> Path | None:
+        return self._blob_file(desc)
+
+    def _blob_file(self, desc: Descriptor) -> Path:
+        """The blob's file, its size checked (its digest is checked where it is read whole)."""
         path = self.layout.blobs.path(desc.digest)
         if not path.is_file():
             raise NotFound(f"{self.where}: blob {desc.digest} is missing from the layout")
-        _check_size(self.where, desc, path.stat().st_size)
+        check_size(f"{self.where}: blob {desc.digest}", path.stat().st_size, desc.size)
         return path
 
     def mount_blob(self, desc: Descriptor, repositories: Sequence[str]) -> bool:

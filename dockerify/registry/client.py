@@ -38,6 +38,7 @@ import requests.adapters
 import urllib3.exceptions
 
 from dockerify.errors import CorruptInput, DockerifyError, NotFound
+from dockerify.oci.blobcheck import METADATA_LIMIT, BlobCheck, read_checked
 from dockerify.oci.model import (
     DOCKER_MANIFEST,
     DOCKER_MANIFEST_LIST,
@@ -56,6 +57,7 @@ logging.getLogger("urllib3").setLevel(logging.INFO)
 MANIFEST_ACCEPT = (OCI_INDEX, OCI_MANIFEST, DOCKER_MANIFEST_LIST, DOCKER_MANIFEST)
 MANIFEST_LIMIT = 4 << 20  # the OCI distribution spec's recommended manifest size limit
 READ_BLOCK = 1 << 20
+_ALTERED = "the registry or something between it and you altered the data; nothing was written"
 SEND_BLOCK = 1 << 20
 SMALL_BLOB = 1 << 20  # blobs up to this size go in one PUT
 _CERT_DIRS = ("/etc/containers/certs.d", "/etc/docker/certs.d")
@@ -683,11 +685,11 @@ class RegistryClient(oras.provider.Registry):  # type: ignore[misc]  # oras ship
         A dropped connection resumes with a Range request. On any failure `dest` holds
         unverified bytes and the caller must remove it."""
         what = f"{self.where}@{digest}"
-        h = hashlib.sha256()
-        got = 0
+        check = BlobCheck(what, digest, size, _ALTERED)
         failures = 0
         with open(dest, "wb") as f:
             while True:
+                got = check.got
                 headers = {"Range": f"bytes={got}-"} if got else {}
                 r = self.request("GET", self.url(f"blobs/{digest}"), headers=headers, stream=True)
                 try:
@@ -702,65 +704,46 @@ class RegistryClient(oras.provider.Registry):  # type: ignore[misc]  # oras ship
                             log.debug("%s: the registry ignored the Range request; starting over", what)
                             f.seek(0)
                             f.truncate()
-                            h, got = hashlib.sha256(), 0
+                            check.restart()
                     else:
                         raise self._fail(r, f"blob {digest}")
                     for block in r.raw.stream(READ_BLOCK, decode_content=False):
-                        got += len(block)
-                        if got > size:
-                            raise CorruptInput(
-                                f"{what}: the registry sent more than the {size} bytes the descriptor gives",
-                                hint="the registry or something between it and you altered the data; nothing was written",
-                            )
-                        h.update(block)
+                        check.update(block)
                         if sparse:
                             _write_sparse(f, block)
                         else:
                             f.write(block)
                         if progress:
                             progress(len(block))
-                    if got < size:
-                        raise _Interrupted(f"the response ended at byte {got} of {size}")
+                    if check.got < size:
+                        raise _Interrupted(f"the response ended at byte {check.got} of {size}")
                     break
                 except (_Interrupted, *_NETWORK_ERRORS) as e:
                     failures += 1
                     if failures > self.options.retries:
                         raise RegistryError(
-                            f"{what}: download kept failing at byte {got} of {size}: {_reason(e)}"
+                            f"{what}: download kept failing at byte {check.got} of {size}: {_reason(e)}"
                         ) from None
                     self._sleep(failures - 1, f"download of {digest}", e)
                 finally:
                     r.close()
-            f.truncate(got)  # a hole at the end has no bytes written to mark the size
-        actual = "sha256:" + h.hexdigest()
-        if actual != digest:
-            raise CorruptInput(
-                f"{what}: digest mismatch: the data received hashes to {actual}",
-                hint="the registry or something between it and you altered the data; nothing was written",
-            )
+            f.truncate(check.got)  # a hole at the end has no bytes written to mark the size
+        check.finish()
 
-    def fetch_blob_bytes(self, digest: str, size: int, limit: int = MANIFEST_LIMIT) -> bytes:
+    def fetch_blob_bytes(self, digest: str, size: int, limit: int = METADATA_LIMIT) -> bytes:
         """A small blob (config, signature payload) in memory, checked against its digest."""
-        if size > limit:
-            raise CorruptInput(f"{self.where}@{digest}: {size} bytes is too large for a metadata blob")
+        check = BlobCheck(f"{self.where}@{digest}", digest, size, _ALTERED, limit)
         r = self.request("GET", self.url(f"blobs/{digest}"), stream=True)
         try:
             if r.status_code == 404:
                 raise NotFound(f"{self.where}@{digest}: no such blob in the registry")
             if r.status_code != 200:
                 raise self._fail(r, f"blob {digest}")
-            data: bytes = r.raw.read(limit + 1, decode_content=False)
+            return read_checked(lambda n: r.raw.read(n, decode_content=False), check)
         except _NETWORK_ERRORS as e:
             raise RegistryError(f"{self.where}@{digest}: {_reason(e)}") from None
         finally:
             r.close()
-        actual = "sha256:" + hashlib.sha256(data).hexdigest()
-        if len(data) != size or actual != digest:
-            raise CorruptInput(
-                f"{self.where}@{digest}: digest mismatch: the registry sent {len(data)} bytes hashing to {actual}",
-                hint="the registry or something between it and you altered the data; nothing was written",
-            )
-        return data
 
 
 def _index_body(data: bytes, where: str) -> dict[str, Any]:

@@ -10,9 +10,10 @@ from types import TracebackType
 from typing import Any
 
 from dockerify.errors import CorruptInput, DockerifyError
+from dockerify.oci.blobcheck import METADATA_LIMIT
 from dockerify.oci.mediatype import document_media_type
 from dockerify.oci.model import Descriptor, parse_json_object
-from dockerify.registry.client import MANIFEST_LIMIT, Options, RegistryClient
+from dockerify.registry.client import Options, RegistryClient
 from dockerify.registry.reference import Reference, parse_reference
 
 log = logging.getLogger("dockerify")
@@ -78,7 +79,8 @@ class RegistryStore:
         return data, media_type
 
     def read_blob(self, desc: Descriptor) -> bytes:
-        return self.client.fetch_blob_bytes(desc.digest, desc.size, MANIFEST_LIMIT)
+        # Counted, bounded and hashed by oci/blobcheck.py, as every store's reads are.
+        return self.client.fetch_blob_bytes(desc.digest, desc.size, METADATA_LIMIT)
 
     def has_blob(self, desc: Descriptor) -> bool:
         return self.client.has_blob(desc.digest)

@@ -11,6 +11,7 @@ through a docker-archive alone the compressed layer digests are compared too."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import shutil
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from dockerify.errors import DockerifyError, NotFound
+from dockerify.errors import CorruptInput, DockerifyError, NotFound
 from dockerify.oci.copy import copy
 from dockerify.oci.model import Descriptor, ImageConfig, Manifest, parse_document
 from dockerify.oci.store import ImageStore
@@ -144,6 +145,24 @@ def test_every_store_gives_each_blob_whole(transport: str, seeded: dict[str, str
             store.fetch_blob(blob, dest)
             assert dest.stat().st_size == blob.size
             assert "sha256:" + hashlib.sha256(dest.read_bytes()).hexdigest() == blob.digest
+
+
+@pytest.mark.parametrize("transport", TRANSPORTS)
+def test_every_store_refuses_a_blob_its_descriptor_does_not_give(
+    transport: str, seeded: dict[str, str], tmp_path: Path
+) -> None:
+    """One read path (oci/blobcheck.py): a descriptor giving fewer bytes than the blob holds is
+    refused in memory and streamed, one giving more is refused in memory (a registry's short
+    stream is retried as a dropped connection, not read as damage)."""
+    with open_store(seeded[transport]) as store:
+        _, manifest = _manifest(store, store.resolve())
+        config = manifest.config
+        fewer = dataclasses.replace(config, size=config.size - 1)
+        for lie in (fewer, dataclasses.replace(config, size=config.size + 1)):
+            with pytest.raises(CorruptInput, match=config.digest):
+                store.read_blob(lie)
+        with pytest.raises(CorruptInput, match=config.digest):
+            store.fetch_blob(fewer, tmp_path / "fewer")
 
 
 @pytest.mark.parametrize("transport", TRANSPORTS)
