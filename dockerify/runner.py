@@ -7,9 +7,10 @@ from __future__ import annotations
 
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec
 
 from dockerify import daemon
 from dockerify.errors import DockerifyError, NotFound
@@ -18,6 +19,7 @@ from dockerify.platform import Arch, Platform
 from dockerify.trees import open_image
 
 BINFMT = Path("/proc/sys/fs/binfmt_misc")
+P = ParamSpec("P")
 
 
 def binfmt_status() -> dict[str, bool]:
@@ -88,36 +90,6 @@ class RunResult:
     errors: str  # and to stderr, when it failed
 
 
-def run_container(
-    image: str,
-    command: list[str],
-    *,
-    rm: bool = True,
-    interactive: bool = True,
-    tty: bool | None = None,
-    workdir: str | None = None,
-    mount_cwd: bool = True,
-    platform: str | None = None,
-) -> int:
-    """Run `command` in `image`, its output on ours; the command's exit status."""
-    result = run_captured(
-        image,
-        command,
-        rm=rm,
-        interactive=interactive,
-        tty=tty,
-        workdir=workdir,
-        mount_cwd=mount_cwd,
-        platform=platform,
-    )
-    # Without a TTY python-on-whales hands back the output instead of streaming it.
-    if result.output:
-        sys.stdout.write(result.output if result.output.endswith("\n") else result.output + "\n")
-    if result.errors:
-        sys.stderr.write(result.errors)
-    return result.exit_code
-
-
 def run_captured(
     image: str,
     command: list[str],
@@ -156,6 +128,26 @@ def run_captured(
     except DockerException as e:
         return RunResult(image, plat, e.return_code or 1, e.stdout or "", e.stderr or "")
     return RunResult(image, plat, 0, output if isinstance(output, str) else "", "")
+
+
+def _shown(captured: Callable[P, RunResult]) -> Callable[P, int]:
+    """The same call with the container's output on ours, returning its exit status."""
+
+    def run(*args: P.args, **kwargs: P.kwargs) -> int:
+        result = captured(*args, **kwargs)
+        # Without a TTY python-on-whales hands back the output instead of streaming it.
+        if result.output:
+            sys.stdout.write(result.output if result.output.endswith("\n") else result.output + "\n")
+        if result.errors:
+            sys.stderr.write(result.errors)
+        return result.exit_code
+
+    return run
+
+
+#: Run `command` in `image`, its output on ours; the command's exit status. The same options as
+#: run_captured, which it calls: the keywords and the docker arguments are written once.
+run_container = _shown(run_captured)
 
 
 def load_verified(reference: str, key: str | None, platform: str | None) -> str:
