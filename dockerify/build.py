@@ -109,7 +109,9 @@ def build_manifest(
         entries = (e.with_(sparse=None) if e.sparse is not None else e for e in entries)
     if opts.pi_fixups:
         entries = fixups(entries, labels)
-    with progress.task(f"layer from {source.name}", unit="B") as advance:
+    estimate = source.estimate
+    with progress.task(f"layer from {source.name}", estimate.total if estimate else None) as bar:
+        advance = estimate.counter(bar) if estimate else bar
         if opts.chunked is None:
             layer = write_layer(
                 entries,

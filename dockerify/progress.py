@@ -1,7 +1,8 @@
 """Progress bars on stderr when it is a terminal; nothing otherwise or with -q.
 
-A bar with a known total (a blob's size, a file's) shows the percentage, the rate and the time
-left. Log lines printed while a bar is drawn go above it (`write_line`), not into it."""
+A bar with a known total (a blob's size, a file's, a source's estimate) shows the percentage,
+the rate and the time left, and never passes its total: when an estimate falls short the bar
+goes on counting without one. Log lines printed while a bar is drawn go above it (`write_line`), not into it."""
 
 from __future__ import annotations
 
@@ -50,8 +51,14 @@ class Progress:
         ) as bar:
             with _lock:
                 _bars.append(bar)
+
+            def advance(n: int) -> None:
+                if bar.total is not None and bar.n + n > bar.total:
+                    bar.total = None  # an estimated total fell short: count on, with no percentage
+                bar.update(n)
+
             try:
-                yield bar.update
+                yield advance
             finally:
                 with _lock:
                     _bars.remove(bar)

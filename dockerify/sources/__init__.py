@@ -15,6 +15,7 @@ from dockerify.sources.compression import detect, open_disk_image, open_stream
 from dockerify.sources.directory import directory_entries
 from dockerify.sources.disk import DiskSource, FilesystemSource, probe_bare_fs
 from dockerify.sources.disklayout import DiskLayout
+from dockerify.sources.estimate import Estimate, FilePosition, tarball_estimate
 from dockerify.sources.options import DEFAULT_READ, ReadOptions
 from dockerify.sources.tarstream import tar_entries
 
@@ -26,6 +27,7 @@ class Source:
     entries: Callable[[], Iterator[Entry]]
     layout: DiskLayout | None = None  # disk images and bare filesystems
     journal: Any = None  # JournalReport of the root filesystem, for ext3/ext4
+    estimate: Estimate | None = None  # what the layer will read, for the progress bar's total
 
 
 def _kind_of(path: str, max_size: int) -> tuple[str, str]:
@@ -67,19 +69,27 @@ def open_source(
         return
     kind, fs = _kind_of(path, max_size)
     if kind == "tarball":
+        position = FilePosition()
 
         def tar_stream() -> Iterator[Entry]:
-            with open_stream(path, max_size) as s:
-                yield from tar_entries(s, path)
+            try:
+                with open_stream(path, max_size, position.follow) as s:
+                    yield from tar_entries(s, path)
+            finally:
+                position.follow(None)
 
-        yield Source(path, "tarball", tar_stream)
+        yield Source(path, "tarball", tar_stream, estimate=tarball_estimate(path, position))
         return
 
     with open_disk_image(path, max_size) as (f, size):
         if kind == "filesystem":
             bare = FilesystemSource(f, size, path, fs, read)
             journal = bare.ext.journal if bare.ext is not None else None
-            yield Source(path, "filesystem", bare.entries, bare.layout(), journal)
+            yield Source(
+                path, "filesystem", bare.entries, bare.layout(), journal, Estimate(bare.used_bytes())
+            )
             return
         disk = DiskSource(f, size, path, read)
-        yield Source(path, "disk", disk.entries, disk.layout(), disk.root.journal)
+        yield Source(
+            path, "disk", disk.entries, disk.layout(), disk.root.journal, Estimate(disk.used_bytes())
+        )

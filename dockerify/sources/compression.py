@@ -124,9 +124,14 @@ def sniff(f: BinaryIO) -> str:
 
 
 @contextlib.contextmanager
-def open_stream(path: str, max_size: int) -> Iterator[BinaryIO]:
-    """A forward-only reader of the decompressed content of `path` (or of `path` itself)."""
+def open_stream(
+    path: str, max_size: int, opened: Callable[[BinaryIO], object] | None = None
+) -> Iterator[BinaryIO]:
+    """A forward-only reader of the decompressed content of `path` (or of `path` itself);
+    `opened` is handed the file itself (to follow how far it has been read)."""
     with open(path, "rb") as src:
+        if opened is not None:
+            opened(src)
         fmt = sniff(src)
         if fmt == "none":
             yield src

@@ -125,6 +125,9 @@ class FilesystemSource:
             BARE, "", self.size, (PartitionRecord(0, 0, self.size, "", "", "", False, fs, "/"),)
         )
 
+    def used_bytes(self) -> int:
+        return self.ext.used_bytes() if self.ext is not None else self.fat.used_bytes() if self.fat else 0
+
     def entries(self) -> Iterator[Entry]:
         if self.ext is not None:
             yield from _without_lost_found(self.ext.entries())
@@ -191,6 +194,10 @@ class DiskSource:
                 )
             )
         return DiskLayout(self.table.type, self.table.disk_id, self.size, tuple(records))
+
+    def used_bytes(self) -> int:
+        """What the superblock and the FAT count as used in the filesystems the tree is read from."""
+        return self.root.used_bytes() + (self.boot.used_bytes() if self.boot is not None else 0)
 
     def entries(self) -> Iterator[Entry]:
         root_entries = _without_lost_found(self.root.entries())

@@ -128,6 +128,9 @@ EXTRA_ISIZE_OFFSET = 0x80
 # Superblock fields beyond the geometry.
 SB_CREATOR_OS = 0x48
 SB_JOURNAL_INUM = 0xE0
+SB_JNL_BACKUP_TYPE = 0xFD  # 1: s_jnl_blocks holds the journal inode's i_block and size
+SB_JNL_BLOCKS = 0x10C
+JNL_BACKUP_BLOCKS = 1
 SB_CHECKSUM_TYPE = 0x175
 SB_CHECKSUM_SEED = 0x270
 CREATOR_OS_LINUX = 0
@@ -236,6 +239,7 @@ class _Superblock:
     incompat: int
     ro_compat: int
     journal_inum: int = 0
+    free_blocks: int = 0  # as the superblock counts them (what `df` shows)
     csum_seed: int | None = None  # metadata_csum: the seed every checksum starts from
     inode_csums: bool = False  # inode checksums (the kernel skips them unless Linux made the fs)
 
@@ -331,6 +335,19 @@ class Ext4Reader:
         self._sb = self._read_superblock()
         self.journal = self._recover()
         self.info = self._make_info()
+
+    def used_bytes(self) -> int:
+        """The bytes the superblock counts as used, less the inode tables (allocated whole
+        however few inodes are in use) and the journal: a cheap estimate of what reading the
+        tree reads."""
+        sb = self._sb
+        used = (sb.blocks_count - sb.first_data_block - sb.free_blocks) * sb.block_size
+        journal = 0
+        if sb.journal_inum and self._raw_sb[SB_JNL_BACKUP_TYPE] == JNL_BACKUP_BLOCKS:
+            # The journal inode's size, as mke2fs and the kernel back it up in the superblock.
+            size_hi, size_lo = struct.unpack_from("<II", self._raw_sb, SB_JNL_BLOCKS + 15 * 4)
+            journal = size_hi << 32 | size_lo
+        return max(0, used - sb.inodes_count * sb.inode_size - journal)
 
     # --- raw I/O ------------------------------------------------------------------------------
 
@@ -428,7 +445,8 @@ class Ext4Reader:
         (first_meta_bg,) = struct.unpack_from("<I", raw, 0x104)
         (journal_inum,) = struct.unpack_from("<I", raw, SB_JOURNAL_INUM)
         (creator_os,) = struct.unpack_from("<I", raw, SB_CREATOR_OS)
-        (blocks_hi,) = struct.unpack_from("<I", raw, 0x150)
+        (blocks_hi, free_hi) = struct.unpack_from("<I4xI", raw, 0x150)
+        (free_lo,) = struct.unpack_from("<I", raw, 0x0C)
         backup_bgs = struct.unpack_from("<II", raw, 0x24C)
         if rev_level == 0:
             # The original format has no feature fields and a fixed inode size.
@@ -460,6 +478,7 @@ class Ext4Reader:
             incompat=incompat,
             ro_compat=ro_compat,
             journal_inum=journal_inum,
+            free_blocks=free_lo | (free_hi << 32 if is_64bit else 0),
         )
         sb = self._validate_superblock(sb)
         if ro_compat & RO_COMPAT_METADATA_CSUM:

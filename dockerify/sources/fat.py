@@ -117,6 +117,11 @@ class FatReader:
             oem_name=boot[3:11].decode("cp437").rstrip(" \0"),
         )
 
+    def used_bytes(self) -> int:
+        """The bytes of the clusters the FAT marks in use: a cheap estimate of what reading the
+        tree reads (the FAT is read page by page, as the tree walk reads it)."""
+        return self._fat.used_clusters() * self._geo.cluster_size
+
     # --- tree -------------------------------------------------------------------------------------
 
     def entries(self) -> Iterator[Entry]:
@@ -318,6 +323,20 @@ class _FatTable:
         value = self._page(page_no, width)[index]
         # FAT32 entries are 28 bits; the top 4 are reserved and must be ignored.
         return value & 0x0FFFFFFF if width == 4 else value
+
+    def used_clusters(self) -> int:
+        last = self._geo.max_cluster
+        if self._geo.fat_type == 12:
+            return sum(1 for c in range(2, last + 1) if self.next(c))
+        width = self._geo.fat_type // 8
+        per_page = FAT_PAGE // width
+        mask = 0x0FFFFFFF if width == 4 else 0xFFFF
+        used = 0
+        for page_no in range(last // per_page + 1):
+            first = page_no * per_page
+            page = self._page(page_no, width)[max(0, 2 - first) : last + 1 - first]
+            used += len(page) - sum(1 for v in page if not v & mask)
+        return used
 
     def _page(self, page_no: int, width: int) -> array.array[int]:
         page = self._pages.get(page_no)
