@@ -1,0 +1,51 @@
+"""The contract every export format keeps: an entry stream in, the format's own typed options, a
+typed result out.
+
+A format is one module holding a `Sink`: its `name` (the `--format` value), its `options` class
+(a frozen dataclass whose fields are the `ExportOptions` fields it takes, under the same names and
+defaults, so an option given for another format is refused by name rather than ignored) and a
+`write()` returning a frozen result whose `to_json()` is what `dockerify export --json` prints.
+Registering it in formats.py is the only other change a new format needs."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from typing import Any, Protocol, TypeVar
+
+from dockerify.entry import Entry
+from dockerify.oci.select import Image
+
+#: The entries of the tree: an iterable read once, or a function giving them anew on each call
+#: (the SD card's fast path reads them twice: sizes first, then the root filesystem from them).
+EntrySource = Iterable[Entry] | Callable[[], Iterable[Entry]]
+
+
+def read_once(entries: EntrySource) -> Iterable[Entry]:
+    """The entries for a format that reads them once."""
+    return entries() if callable(entries) else entries
+
+
+class Result(Protocol):
+    """What a format wrote: `to_json()` is the summary `--json` prints (plain JSON values)."""
+
+    @property
+    def path(self) -> str: ...
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+Opts = TypeVar("Opts")
+R_co = TypeVar("R_co", bound=Result, covariant=True)
+
+
+class Sink(Protocol[Opts, R_co]):
+    name: str  # the --format value
+    options: type[Opts]  # a frozen dataclass: the ExportOptions fields this format takes
+    directory: bool  # the output is a directory (nothing to compress)
+
+    def write(self, image: Image, entries: EntrySource, output: str, options: Opts) -> R_co: ...
+
+
+def option_names(sink: Sink[Any, Any]) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(sink.options))
