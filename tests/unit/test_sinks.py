@@ -1,0 +1,188 @@
+"""The exporters' one sink contract: every registered format keeps it, and a new format is one
+module (its sink) plus its line in the registry, with nothing else to edit."""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import typing
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import pytest
+
+import dockerify
+from dockerify.errors import DockerifyError
+from dockerify.exporters import formats
+from dockerify.exporters.common import atomic_file, compression_for
+from dockerify.exporters.export import COMMON, ExportOptions, export
+from dockerify.exporters.rootfs import DirResult, TarResult
+from dockerify.exporters.sink import EntrySource, Result, Sink, option_names, read_once
+from dockerify.oci.select import Image
+from dockerify.platform import Platform
+from dockerify.trees import open_image
+
+SINKS = formats.SINKS
+BAG = {f.name: f for f in dataclasses.fields(ExportOptions)}
+# What each format's result, as `--json` prints it, holds (the keys the export tests read).
+JSON_KEYS = {
+    "rootfs-tar": {"output", "format", "entries", "tar_size", "warnings"},
+    "rootfs-dir": {"output", "format", "entries", "warnings"},
+    "sdcard": {"output", "format", "table", "disk_id", "partitions", "boot", "root", "rewritten"}
+    | {"warnings", "size"},
+    "initramfs": {"output", "format", "compression", "size", "unpacked", "entries", "init", "image_init"}
+    | {"argv", "warnings"},
+    "stage0": {"output", "format", "manifest", "warnings"},
+}
+
+
+def _default(f: dataclasses.Field[Any]) -> Any:
+    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+
+
+def _result_type(sink: Sink[Any, Any]) -> type:
+    hints = typing.get_type_hints(type(sink).write)
+    return typing.cast(type, hints["return"])
+
+
+def test_the_registry_holds_the_five_formats_once_each() -> None:
+    assert formats.names() == ("rootfs-tar", "rootfs-dir", "sdcard", "initramfs", "stage0")
+    assert len(set(formats.names())) == len(SINKS)
+
+
+@pytest.mark.parametrize("sink", SINKS, ids=lambda s: s.name)
+def test_every_sink_keeps_the_contract(sink: Sink[Any, Any]) -> None:
+    assert isinstance(sink.name, str) and isinstance(sink.directory, bool)
+    assert dataclasses.is_dataclass(sink.options) and sink.options.__dataclass_params__.frozen  # type: ignore[attr-defined]
+    sink.options()  # every option has a default: a format given nothing writes its default
+    # Its options are ExportOptions fields (the CLI's flags, the SDK's keywords), with the same
+    # type and default, so the user-facing bag can carry them and a non-default is "given".
+    hints = typing.get_type_hints(sink.options)
+    bag_hints = typing.get_type_hints(ExportOptions)
+    for f in dataclasses.fields(sink.options):
+        assert f.name in BAG and f.name not in COMMON, f.name
+        assert _default(f) == _default(BAG[f.name]), f.name
+        assert hints[f.name] == bag_hints[f.name], f.name
+    assert ("compress" not in option_names(sink)) or not sink.directory
+    result = _result_type(sink)
+    assert dataclasses.is_dataclass(result) and result.__dataclass_params__.frozen  # type: ignore[attr-defined]
+    assert callable(getattr(result, "to_json", None)) and result.FORMAT == sink.name  # type: ignore[attr-defined]
+    assert "path" in {f.name for f in dataclasses.fields(result)}
+
+
+def test_every_export_option_is_some_formats() -> None:
+    taken = {name for s in SINKS for name in option_names(s)}
+    assert taken == set(BAG) - set(COMMON)
+
+
+def test_an_option_of_another_format_is_refused_by_the_formats_own_options(tmp_path: Path) -> None:
+    out = str(tmp_path / "x")
+    with pytest.raises(DockerifyError, match=r"^--shrink applies to --format sdcard, not rootfs-tar$"):
+        ExportOptions("rootfs-tar", out, shrink=True).check()
+    with pytest.raises(
+        DockerifyError, match=r"^--hostname applies to --format initramfs or stage0, not sdcard$"
+    ):
+        ExportOptions("sdcard", out, hostname="pi").check()
+    with pytest.raises(DockerifyError, match=r"^--kernel applies to --format stage0, not initramfs$"):
+        ExportOptions("initramfs", out, kernel="vmlinuz").check()
+    with pytest.raises(
+        DockerifyError, match=r"^--compress does not apply to --format stage0 \(a directory\)$"
+    ):
+        ExportOptions("stage0", out, compress="xz").check()
+    with pytest.raises(DockerifyError, match=r"^unknown format 'pem'$"):
+        ExportOptions("pem", out).check()
+    assert ExportOptions("stage0", out, hostname="pi", kernel="k").check().name == "stage0"
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---------------------------------------------------------------- a new format, in one module
+
+
+@dataclass(frozen=True)
+class ListingOptions:
+    compress: str | None = None
+
+
+@dataclass(frozen=True)
+class ListingResult:
+    FORMAT: ClassVar[str] = "listing"
+    path: str
+    lines: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"output": self.path, "format": self.FORMAT, "lines": self.lines}
+
+
+class Listing:
+    """A file naming each entry of the tree, one a line: what a format module holds."""
+
+    name = ListingResult.FORMAT
+    options = ListingOptions
+    directory = False
+
+    def write(
+        self, image: Image, entries: EntrySource, output: str, options: ListingOptions
+    ) -> ListingResult:
+        lines = [f"{e.type.name.lower()} /{e.path.decode()}\n" for e in read_once(entries)]
+        data = "".join(lines).encode()
+        with atomic_file(output) as tmp:
+            tmp.write_bytes(
+                gzip.compress(data, mtime=0) if compression_for(output, options.compress) == "gzip" else data
+            )
+        return ListingResult(output, len(lines))
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> Iterator[str]:
+    tree = tmp_path / "tree"
+    (tree / "etc").mkdir(parents=True)
+    (tree / "etc" / "hostname").write_text("listing\n")
+    ref = f"oci:{tmp_path / 'layout'}:v1"
+    dockerify.build(str(tree), output=ref, platform="linux/amd64")
+    yield ref
+
+
+def test_a_new_format_is_one_module_and_its_registry_line(
+    tmp_path: Path, layout: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    listing: Sink[ListingOptions, ListingResult] = Listing()
+    monkeypatch.setattr(formats, "SINKS", (*formats.SINKS, listing))
+    out = tmp_path / "tree.txt.gz"
+    with open_image(layout, Platform.parse("linux/amd64")) as image:
+        result: Result = export(image, ExportOptions("listing", str(out)))
+    assert isinstance(result, ListingResult)
+    text = gzip.decompress(out.read_bytes()).decode()
+    assert text == "dir /.\ndir /etc\nreg /etc/hostname\n"
+    assert result.to_json() == {"output": str(out), "format": "listing", "lines": text.count("\n")}
+    # Its options are refused for the others and the others' for it, with no table to edit.
+    with pytest.raises(DockerifyError, match="^--shrink applies to --format sdcard, not listing$"):
+        ExportOptions("listing", str(out), shrink=True).check()
+    with pytest.raises(
+        DockerifyError, match=r"^--compress does not apply to --format rootfs-dir \(a directory\)$"
+    ):
+        ExportOptions("rootfs-dir", str(out), compress="gzip").check()
+    # The SDK finds it too.
+    plain = tmp_path / "tree.txt"
+    sdk = dockerify.export(layout, "listing", plain, compress="none")
+    assert sdk.result == ListingResult(str(plain), text.count("\n"))
+    assert sdk.output == str(plain) and dict(sdk.info) == sdk.result.to_json()
+    assert plain.read_text() == text
+
+
+def test_each_format_result_prints_what_export_json_printed(tmp_path: Path, layout: str) -> None:
+    """rootfs-tar and rootfs-dir through the SDK: the typed result and its JSON (the other
+    formats' JSON is checked by the integration tests of each)."""
+    tar = dockerify.export(layout, "rootfs-tar", tmp_path / "root.tar")
+    assert isinstance(tar.result, TarResult)
+    assert set(tar.info) == JSON_KEYS["rootfs-tar"]
+    assert tar.info["format"] == "rootfs-tar" and tar.info["entries"] == tar.result.entries >= 2
+    assert tar.info["tar_size"] == (tmp_path / "root.tar").stat().st_size
+    assert tar.info["warnings"] == []
+    d = dockerify.export(layout, "rootfs-dir", tmp_path / "root")
+    assert isinstance(d.result, DirResult)
+    assert set(d.to_json()) == JSON_KEYS["rootfs-dir"]
+    assert (tmp_path / "root" / "etc" / "hostname").read_text() == "listing\n"
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        d.result.entries = 0  # type: ignore[misc]
