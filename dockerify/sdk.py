@@ -20,7 +20,8 @@ from dockerify.build import BuildOptions, BuildResult
 from dockerify.build import build as build_image
 from dockerify.diff import compare, records
 from dockerify.errors import DockerifyError
-from dockerify.exporters.export import COMMON, ExportOptions
+from dockerify.exporters import formats
+from dockerify.exporters.export import ExportOptions
 from dockerify.exporters.export import export as _export
 from dockerify.exporters.sink import Result
 from dockerify.inspect import inspect_target, render
@@ -263,21 +264,17 @@ def export(
     **options: Any,
 ) -> ExportResult:
     """Write one platform of `image` as `format` (rootfs-tar, rootfs-dir, sdcard, initramfs or
-    stage0) at `output`. Further keywords are ExportOptions fields, the flags of `dockerify
-    export` (compress="xz", root_size=..., shrink=True, cmd=("/bin/sh",), ...); each format
-    takes its own and refuses the others'. `push` (sdcard only) sends the card to a registry
-    reference as an OCI artifact."""
-    fields = set(ExportOptions.__dataclass_fields__) - set(COMMON)
-    unknown = sorted(set(options) - fields)
+    stage0) at `output`. Further keywords are the format's options, the flags of `dockerify
+    export` (compress="xz", root_size=..., shrink=True, cmd=["/bin/sh"], ...); one of another
+    format is refused. `push` (sdcard only) sends the card to a registry reference as an OCI
+    artifact."""
+    known = formats.option_defaults()
+    unknown = sorted(set(options) - set(known))
     if unknown:
         raise DockerifyError(
-            f"export: unknown option {unknown[0]!r}", hint="one of " + ", ".join(sorted(fields))
+            f"export: unknown option {unknown[0]!r}", hint="one of " + ", ".join(sorted(known))
         )
-    for name in ("cmd", "entrypoint", "env"):  # a list, as people write them, is stored as a tuple
-        if isinstance(options.get(name), list):
-            options[name] = tuple(options[name])
-    opts = ExportOptions(format=format, output=os.fspath(output), max_size=max_size, **options)
-    opts.check()
+    opts = ExportOptions.of(format, os.fspath(output), max_size, **options)
     if push and format != "sdcard":
         raise DockerifyError(f"--push applies to --format sdcard, not {format}")
     pushed = None

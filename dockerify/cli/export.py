@@ -13,23 +13,15 @@ from dockerify import sdk
 from dockerify.cli.options import common, max_size, mib, parse_command, parse_size
 from dockerify.errors import DockerifyError
 from dockerify.exporters import formats
-from dockerify.exporters.export import COMMON, ExportOptions
+from dockerify.exporters.export import ExportOptions
 from dockerify.limits import DEFAULT_MAX_SIZE
 
 log = logging.getLogger("dockerify")
 
 
 def _format_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The ExportOptions fields the flags set, by name (each flag's dest is its field)."""
-    given = {name: getattr(args, name) for name in ExportOptions.__dataclass_fields__ if hasattr(args, name)}
-    given["env"] = tuple(given.get("env", ()))
-    return {name: value for name, value in given.items() if name not in COMMON}
-
-
-def _options(args: argparse.Namespace) -> ExportOptions:
-    # EXPORT's flags have no --max-size: its tree is a directory, nothing is inflated.
-    max_size = getattr(args, "max_size", DEFAULT_MAX_SIZE)
-    return ExportOptions(format=args.format, output=args.output, max_size=max_size, **_format_options(args))
+    """The formats' options the flags hold, by name (each flag's dest is its option's name)."""
+    return {name: getattr(args, name) for name in formats.option_defaults() if hasattr(args, name)}
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -167,9 +159,8 @@ def export_options(fmt: str, output: str, flags: list[str]) -> ExportOptions:
         raise DockerifyError(f"EXPORT: {e}") from None
     if args.push and fmt != "sdcard":
         raise DockerifyError(f"--push applies to --format sdcard, not {fmt}")
-    options = _options(args)
-    options.check()
-    return options
+    # EXPORT's flags have no --max-size: its tree is a directory, nothing is inflated.
+    return ExportOptions.of(fmt, output, DEFAULT_MAX_SIZE, **_format_options(args))
 
 
 # ---------------------------------------------------------------- undockerify

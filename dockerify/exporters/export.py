@@ -2,91 +2,80 @@
 result out.
 
 `dockerify export`, `undockerify`, the SDK and the BuildKit frontend's EXPORT all call `export()`;
-the command line only turns flags into `ExportOptions`. The format is looked up in formats.py and
-given its own options, taken by name from `ExportOptions`; an option given for another format is
-refused (`check()`), with the formats that take it found from their option classes."""
+the command line only turns flags into options by name (`ExportOptions.of`). The format is looked
+up in formats.py; its options are its own class, and an option given for another format is
+refused with the formats that take it, found from their option classes (no table to keep)."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from dockerify.entry import Entry
 from dockerify.errors import DockerifyError
 from dockerify.exporters import formats
-from dockerify.exporters.initramfs import DEFAULT_MEMORY
 from dockerify.exporters.sink import EntrySource, Result, Sink, option_names
 from dockerify.fixups import restore_tree
 from dockerify.limits import DEFAULT_MAX_SIZE
 from dockerify.oci.flatten import flatten
 from dockerify.oci.select import Image
 
-# Every format's: where, and how much a layer may inflate to while the image is read.
+# Every format's: which format, where, and how much a layer may inflate to while it is read.
 COMMON = ("format", "output", "max_size")
 
 
 @dataclass(frozen=True)
 class ExportOptions:
-    """What to write and how: the flags of `dockerify export` (and the SDK's keywords), every
-    format's together. Each format takes the fields its options class names; `check()` refuses
-    one given for another format rather than ignoring it."""
+    """What to write, where, and how: `options` is the format's own options class (CardOptions
+    for sdcard, InitramfsFormatOptions, ...; None: its defaults). `ExportOptions.of()` builds it
+    from the flags of `dockerify export` (the SDK's keywords) by name, refusing one that belongs
+    to another format rather than ignoring it."""
 
     format: str
     output: str
-    compress: str | None = None  # None: by the output name's suffix (initramfs: gzip)
     max_size: int = DEFAULT_MAX_SIZE  # inflated bytes a layer may reach (any format)
-    # sdcard
-    disk_id: str | None = None
-    boot_id: str | None = None
-    root_uuid: str | None = None
-    boot_label: str | None = None
-    root_label: str | None = None
-    boot_size: int | None = None
-    root_size: int | None = None
-    shrink: bool = False
-    # initramfs and stage0
-    entrypoint: tuple[str, ...] | None = None
-    cmd: tuple[str, ...] | None = None
-    env: tuple[str, ...] = ()
-    memory: int = DEFAULT_MEMORY
-    init: str | None = None
-    hostname: str | None = None
-    # stage0
-    kernel: str | None = None
-    stage0: str | None = None
-    append: str | None = None
-    accel: str | None = None
+    options: object | None = None
+
+    @classmethod
+    def of(cls, format: str, output: str, max_size: int = DEFAULT_MAX_SIZE, **given: Any) -> ExportOptions:
+        return cls(format, output, max_size, format_options(formats.find(format), given))
 
     def check(self) -> Sink[Any, Any]:
-        """The format's sink, once no option is given that the format does not take."""
+        """The format's sink, once the options are that format's."""
         sink = formats.find(self.format)
-        taken = option_names(sink)
-        given = [
-            f.name
-            for f in dataclasses.fields(self)
-            if f.name not in COMMON and f.name not in taken and getattr(self, f.name) != _default(f)
-        ]
-        # --compress last: any other misplaced option is the likelier mistake
-        for option in sorted(given, key=lambda name: name == "compress"):
-            if option == "compress" and sink.directory:
-                raise DockerifyError(f"--compress does not apply to --format {self.format} (a directory)")
-            takers = [s.name for s in formats.SINKS if option in option_names(s)]
-            flag = "--" + option.replace("_", "-")
-            raise DockerifyError(f"{flag} applies to --format {' or '.join(takers)}, not {self.format}")
+        if self.options is not None and not isinstance(self.options, sink.options):
+            raise DockerifyError(
+                f"--format {self.format} takes {sink.options.__name__}, not {type(self.options).__name__}"
+            )
         return sink
 
     def for_format(self, sink: Sink[Any, Any]) -> Any:
-        """The format's own options, its fields taken from these by name."""
-        return sink.options(**{name: getattr(self, name) for name in option_names(sink)})
+        return sink.options() if self.options is None else self.options
 
     def replace(self, **changes: Any) -> ExportOptions:
         return dataclasses.replace(self, **changes)
 
 
-def _default(f: dataclasses.Field[Any]) -> Any:
-    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+def format_options(sink: Sink[Any, Any], given: Mapping[str, Any]) -> Any:
+    """`sink`'s options from options by name (a list read as a tuple): a name another format
+    takes is refused when given (not its default), one no format takes always."""
+    defaults = formats.option_defaults()
+    for name in given:
+        if name not in defaults:
+            raise DockerifyError(f"unknown option {name!r}", hint="one of " + ", ".join(sorted(defaults)))
+    values = {name: tuple(v) if isinstance(v, list) else v for name, v in given.items()}
+    taken = option_names(sink)
+    misplaced = [name for name, v in values.items() if name not in taken and v != defaults[name]]
+    # --compress last: any other misplaced option is the likelier mistake
+    for name in sorted(misplaced, key=lambda n: n == "compress"):
+        if name == "compress" and sink.directory:
+            raise DockerifyError(f"--compress does not apply to --format {sink.name} (a directory)")
+        takers = [s.name for s in formats.SINKS if name in option_names(s)]
+        flag = "--" + name.replace("_", "-")
+        raise DockerifyError(f"{flag} applies to --format {' or '.join(takers)}, not {sink.name}")
+    return sink.options(**{name: v for name, v in values.items() if name in taken})
 
 
 def export(image: Image, options: ExportOptions, entries: Iterable[Entry] | None = None) -> Result:

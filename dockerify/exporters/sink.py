@@ -2,10 +2,11 @@
 typed result out.
 
 A format is one module holding a `Sink`: its `name` (the `--format` value), its `options` class
-(a frozen dataclass whose fields are the `ExportOptions` fields it takes, under the same names and
-defaults, so an option given for another format is refused by name rather than ignored) and a
-`write()` returning a frozen result whose `to_json()` is what `dockerify export --json` prints.
-Registering it in formats.py is the only other change a new format needs."""
+(a frozen dataclass, every field with a default; its field names are the SDK's keywords and the
+command line's flags, and a name several formats take means the same in each, with the same
+default) and a `write()` returning a frozen result whose `to_json()` is what `dockerify export
+--json` prints. Registering it in formats.py is the only other change a new format needs (and
+the flags of options no format had before, in dockerify/cli/export.py)."""
 
 from __future__ import annotations
 
@@ -49,3 +50,10 @@ class Sink(Protocol[Opts, R_co]):
 
 def option_names(sink: Sink[Any, Any]) -> tuple[str, ...]:
     return tuple(f.name for f in dataclasses.fields(sink.options))
+
+
+def option_defaults_of(sink: Sink[Any, Any]) -> dict[str, Any]:
+    return {
+        f.name: f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        for f in dataclasses.fields(sink.options)
+    }

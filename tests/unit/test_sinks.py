@@ -3,6 +3,7 @@ module (its sink) plus its line in the registry, with nothing else to edit."""
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import gzip
 import typing
@@ -14,32 +15,25 @@ from typing import Any, ClassVar
 import pytest
 
 import dockerify
+from dockerify.cli import export as cli_export
 from dockerify.errors import DockerifyError
 from dockerify.exporters import formats
 from dockerify.exporters.common import atomic_file, compression_for
-from dockerify.exporters.export import COMMON, ExportOptions, export
-from dockerify.exporters.rootfs import DirResult, TarResult
-from dockerify.exporters.sink import EntrySource, Result, Sink, option_names, read_once
+from dockerify.exporters.export import COMMON, ExportOptions, export, format_options
+from dockerify.exporters.rootfs import DirResult, RootfsDirOptions, RootfsTarOptions, TarResult
+from dockerify.exporters.sdcard import CardOptions
+from dockerify.exporters.sink import EntrySource, Result, Sink, option_defaults_of, option_names, read_once
+from dockerify.exporters.stage0 import Stage0FormatOptions
 from dockerify.oci.select import Image
 from dockerify.platform import Platform
 from dockerify.trees import open_image
 
 SINKS = formats.SINKS
-BAG = {f.name: f for f in dataclasses.fields(ExportOptions)}
 # What each format's result, as `--json` prints it, holds (the keys the export tests read).
 JSON_KEYS = {
     "rootfs-tar": {"output", "format", "entries", "tar_size", "warnings"},
     "rootfs-dir": {"output", "format", "entries", "warnings"},
-    "sdcard": {"output", "format", "table", "disk_id", "partitions", "boot", "root", "rewritten"}
-    | {"warnings", "size"},
-    "initramfs": {"output", "format", "compression", "size", "unpacked", "entries", "init", "image_init"}
-    | {"argv", "warnings"},
-    "stage0": {"output", "format", "manifest", "warnings"},
 }
-
-
-def _default(f: dataclasses.Field[Any]) -> Any:
-    return f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
 
 
 def _result_type(sink: Sink[Any, Any]) -> type:
@@ -57,14 +51,7 @@ def test_every_sink_keeps_the_contract(sink: Sink[Any, Any]) -> None:
     assert isinstance(sink.name, str) and isinstance(sink.directory, bool)
     assert dataclasses.is_dataclass(sink.options) and sink.options.__dataclass_params__.frozen  # type: ignore[attr-defined]
     sink.options()  # every option has a default: a format given nothing writes its default
-    # Its options are ExportOptions fields (the CLI's flags, the SDK's keywords), with the same
-    # type and default, so the user-facing bag can carry them and a non-default is "given".
-    hints = typing.get_type_hints(sink.options)
-    bag_hints = typing.get_type_hints(ExportOptions)
-    for f in dataclasses.fields(sink.options):
-        assert f.name in BAG and f.name not in COMMON, f.name
-        assert _default(f) == _default(BAG[f.name]), f.name
-        assert hints[f.name] == bag_hints[f.name], f.name
+    assert not set(option_names(sink)) & set(COMMON)
     assert ("compress" not in option_names(sink)) or not sink.directory
     result = _result_type(sink)
     assert dataclasses.is_dataclass(result) and result.__dataclass_params__.frozen  # type: ignore[attr-defined]
@@ -72,28 +59,47 @@ def test_every_sink_keeps_the_contract(sink: Sink[Any, Any]) -> None:
     assert "path" in {f.name for f in dataclasses.fields(result)}
 
 
-def test_every_export_option_is_some_formats() -> None:
-    taken = {name for s in SINKS for name in option_names(s)}
-    assert taken == set(BAG) - set(COMMON)
+def test_an_option_several_formats_take_means_the_same_in_each() -> None:
+    seen: dict[str, tuple[Any, Any]] = {}
+    for sink in SINKS:
+        hints = typing.get_type_hints(sink.options)
+        for name, default in option_defaults_of(sink).items():
+            assert seen.setdefault(name, (hints[name], default)) == (hints[name], default), (sink.name, name)
+
+
+def test_every_option_is_a_flag_of_dockerify_export() -> None:
+    parser = argparse.ArgumentParser()
+    cli_export._export_parser(parser)
+    dests = {a.dest for a in parser._actions}
+    assert set(formats.option_defaults()) <= dests
 
 
 def test_an_option_of_another_format_is_refused_by_the_formats_own_options(tmp_path: Path) -> None:
     out = str(tmp_path / "x")
     with pytest.raises(DockerifyError, match=r"^--shrink applies to --format sdcard, not rootfs-tar$"):
-        ExportOptions("rootfs-tar", out, shrink=True).check()
+        ExportOptions.of("rootfs-tar", out, shrink=True)
     with pytest.raises(
         DockerifyError, match=r"^--hostname applies to --format initramfs or stage0, not sdcard$"
     ):
-        ExportOptions("sdcard", out, hostname="pi").check()
+        ExportOptions.of("sdcard", out, hostname="pi")
     with pytest.raises(DockerifyError, match=r"^--kernel applies to --format stage0, not initramfs$"):
-        ExportOptions("initramfs", out, kernel="vmlinuz").check()
+        ExportOptions.of("initramfs", out, kernel="vmlinuz")
     with pytest.raises(
         DockerifyError, match=r"^--compress does not apply to --format stage0 \(a directory\)$"
     ):
-        ExportOptions("stage0", out, compress="xz").check()
+        ExportOptions.of("stage0", out, compress="xz")
     with pytest.raises(DockerifyError, match=r"^unknown format 'pem'$"):
-        ExportOptions("pem", out).check()
-    assert ExportOptions("stage0", out, hostname="pi", kernel="k").check().name == "stage0"
+        ExportOptions.of("pem", out)
+    with pytest.raises(DockerifyError, match=r"^unknown option 'bogus'$"):
+        ExportOptions.of("sdcard", out, bogus=1)
+    # Defaults of another format's options are no option given (the command line passes them all).
+    opts = ExportOptions.of("stage0", out, hostname="pi", kernel="k", shrink=False, env=[], compress=None)
+    assert opts.options == Stage0FormatOptions(hostname="pi", kernel="k")
+    assert opts.check().name == "stage0"
+    # The typed form: the format's own options class, and no other.
+    assert ExportOptions("sdcard", out, options=CardOptions(shrink=True)).check().name == "sdcard"
+    with pytest.raises(DockerifyError, match=r"^--format sdcard takes CardOptions, not RootfsTarOptions$"):
+        ExportOptions("sdcard", out, options=RootfsTarOptions()).check()
     assert list(tmp_path.iterdir()) == []
 
 
@@ -102,7 +108,8 @@ def test_an_option_of_another_format_is_refused_by_the_formats_own_options(tmp_p
 
 @dataclass(frozen=True)
 class ListingOptions:
-    compress: str | None = None
+    compress: str | None = None  # an option other formats take too
+    numbered: bool = False  # one no format had before
 
 
 @dataclass(frozen=True)
@@ -126,6 +133,8 @@ class Listing:
         self, image: Image, entries: EntrySource, output: str, options: ListingOptions
     ) -> ListingResult:
         lines = [f"{e.type.name.lower()} /{e.path.decode()}\n" for e in read_once(entries)]
+        if options.numbered:
+            lines = [f"{n} {line}" for n, line in enumerate(lines, 1)]
         data = "".join(lines).encode()
         with atomic_file(output) as tmp:
             tmp.write_bytes(
@@ -151,24 +160,32 @@ def test_a_new_format_is_one_module_and_its_registry_line(
     monkeypatch.setattr(formats, "SINKS", (*formats.SINKS, listing))
     out = tmp_path / "tree.txt.gz"
     with open_image(layout, Platform.parse("linux/amd64")) as image:
-        result: Result = export(image, ExportOptions("listing", str(out)))
+        result: Result = export(image, ExportOptions.of("listing", str(out)))
     assert isinstance(result, ListingResult)
     text = gzip.decompress(out.read_bytes()).decode()
     assert text == "dir /.\ndir /etc\nreg /etc/hostname\n"
     assert result.to_json() == {"output": str(out), "format": "listing", "lines": text.count("\n")}
     # Its options are refused for the others and the others' for it, with no table to edit.
     with pytest.raises(DockerifyError, match="^--shrink applies to --format sdcard, not listing$"):
-        ExportOptions("listing", str(out), shrink=True).check()
+        ExportOptions.of("listing", str(out), shrink=True)
+    with pytest.raises(DockerifyError, match="^--numbered applies to --format listing, not rootfs-tar$"):
+        ExportOptions.of("rootfs-tar", str(out), numbered=True)
     with pytest.raises(
-        DockerifyError, match=r"^--compress does not apply to --format rootfs-dir \(a directory\)$"
+        DockerifyError,
+        match="^--compress applies to --format rootfs-tar or sdcard or initramfs or listing, not x$",
     ):
-        ExportOptions("rootfs-dir", str(out), compress="gzip").check()
-    # The SDK finds it too.
+        format_options(NoCompress(), {"compress": "xz"})
+    # The SDK takes it and its new option as keywords, as it takes every format's.
     plain = tmp_path / "tree.txt"
-    sdk = dockerify.export(layout, "listing", plain, compress="none")
-    assert sdk.result == ListingResult(str(plain), text.count("\n"))
+    sdk = dockerify.export(layout, "listing", plain, compress="none", numbered=True)
+    assert sdk.result == ListingResult(str(plain), 3)
     assert sdk.output == str(plain) and dict(sdk.info) == sdk.result.to_json()
-    assert plain.read_text() == text
+    assert plain.read_text() == "1 dir /.\n2 dir /etc\n3 reg /etc/hostname\n"
+
+
+class NoCompress(Listing):
+    name = "x"
+    options = RootfsDirOptions  # type: ignore[assignment]
 
 
 def test_each_format_result_prints_what_export_json_printed(tmp_path: Path, layout: str) -> None:
