@@ -59,8 +59,9 @@ class ExportOptions:
 
 
 def format_options(sink: Sink[Any, Any], given: Mapping[str, Any]) -> Any:
-    """`sink`'s options from options by name (a list read as a tuple): a name another format
-    takes is refused when given (not its default), one no format takes always."""
+    """The options of `sink` from `given`, by name (a list is read as a tuple). A name another
+    format takes is refused when given (a value other than its default: the command line passes
+    every flag), a name no format takes always."""
     defaults = formats.option_defaults()
     for name in given:
         if name not in defaults:
