@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import gzip
+import json
 import typing
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +25,7 @@ from dockerify.exporters.rootfs import DirResult, RootfsDirOptions, RootfsTarOpt
 from dockerify.exporters.sdcard import CardOptions
 from dockerify.exporters.sink import EntrySource, Result, Sink, option_defaults_of, option_names, read_once
 from dockerify.exporters.stage0 import Stage0FormatOptions
+from dockerify.frontend import convert
 from dockerify.oci.select import Image
 from dockerify.platform import Platform
 from dockerify.trees import open_image
@@ -203,3 +205,31 @@ def test_each_format_result_prints_what_export_json_printed(tmp_path: Path, layo
     assert (tmp_path / "root" / "etc" / "hostname").read_text() == "listing\n"
     with pytest.raises(dataclasses.FrozenInstanceError):
         d.result.entries = 0  # type: ignore[misc]
+
+
+def test_the_frontends_export_op_writes_the_results_json(tmp_path: Path) -> None:
+    """EXPORT's exec op (what the frontend image runs), in this process: its facts are the
+    format's `to_json()` with the output named as in the build file; a misplaced flag is its
+    error.json, nothing written."""
+    (tmp_path / "root" / "etc").mkdir(parents=True)
+    (tmp_path / "root" / "etc" / "hostname").write_text("stage\n")
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"architecture": "amd64", "os": "linux", "config": {"Cmd": ["/bin/sh"]}}))
+    for d in ("out", "meta", "bad"):
+        (tmp_path / d).mkdir()
+    root, out = str(tmp_path / "root"), str(tmp_path / "out")
+    assert convert.export(root, str(config), out, str(tmp_path / "meta"), "rootfs-tar", "root.tar", []) == 0
+    facts = json.loads((tmp_path / "meta" / convert.FACTS).read_text())
+    size = (tmp_path / "out" / "root.tar").stat().st_size
+    assert facts == {
+        "output": "root.tar",
+        "format": "rootfs-tar",
+        "entries": 3,
+        "tar_size": size,
+        "warnings": [],
+    }
+    bad = str(tmp_path / "bad")
+    assert convert.export(root, str(config), out, bad, "rootfs-tar", "x.tar", ["--shrink"]) == 0
+    error = json.loads((tmp_path / "bad" / convert.ERROR).read_text())
+    assert error["error"] == "--shrink applies to --format sdcard, not rootfs-tar"
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["root.tar"]
