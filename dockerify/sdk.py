@@ -20,8 +20,10 @@ from dockerify.build import BuildOptions, BuildResult
 from dockerify.build import build as build_image
 from dockerify.diff import compare, records
 from dockerify.errors import DockerifyError
+from dockerify.exporters import formats
 from dockerify.exporters.export import ExportOptions
 from dockerify.exporters.export import export as _export
+from dockerify.exporters.sink import Result
 from dockerify.inspect import inspect_target, render
 from dockerify.limits import DEFAULT_MAX_SIZE
 from dockerify.oci import copy as _copy
@@ -221,12 +223,33 @@ def diff(
 
 
 @dataclass(frozen=True)
+class PushedArtifact:
+    """Where `export(..., push=REF)` sent the SD card, as an OCI artifact."""
+
+    reference: str
+    digest: str
+
+
+@dataclass(frozen=True)
 class ExportResult:
-    """`output` is the path written; `info` the summary `dockerify export --json` prints."""
+    """`output` is the path written; `result` the format's own typed result (rootfs-tar: TarResult,
+    rootfs-dir: DirResult, sdcard: CardResult, initramfs: InitramfsResult, stage0: BundleResult);
+    `info` the summary `dockerify export --json` prints (`to_json()`, read-only)."""
 
     format: str
     output: str
-    info: Mapping[str, Any]
+    result: Result
+    pushed: PushedArtifact | None = None
+
+    @property
+    def info(self) -> Mapping[str, Any]:
+        return _frozen(self.to_json())
+
+    def to_json(self) -> dict[str, Any]:
+        out = self.result.to_json()
+        if self.pushed is not None:
+            out["pushed"] = {"reference": self.pushed.reference, "digest": self.pushed.digest}
+        return out
 
 
 def export(
@@ -237,25 +260,37 @@ def export(
     platform: str | Platform | None = None,
     verify_key: str | None = None,
     max_size: int = DEFAULT_MAX_SIZE,
+    push: str | None = None,
     **options: Any,
 ) -> ExportResult:
     """Write one platform of `image` as `format` (rootfs-tar, rootfs-dir, sdcard, initramfs or
-    stage0) at `output`. Further keywords are ExportOptions fields, the flags of `dockerify
-    export` (compress="xz", root_size=..., shrink=True, cmd=("/bin/sh",), ...)."""
-    fields = set(ExportOptions.__dataclass_fields__) - {"format", "output", "max_size"}
-    unknown = sorted(set(options) - fields)
+    stage0) at `output`. Further keywords are the format's options, the flags of `dockerify
+    export` (compress="xz", root_size=..., shrink=True, cmd=["/bin/sh"], ...); one of another
+    format is refused. `push` (sdcard only) sends the card to a registry reference as an OCI
+    artifact."""
+    known = formats.option_defaults()
+    unknown = sorted(set(options) - set(known))
     if unknown:
         raise DockerifyError(
-            f"export: unknown option {unknown[0]!r}", hint="one of " + ", ".join(sorted(fields))
+            f"export: unknown option {unknown[0]!r}", hint="one of " + ", ".join(sorted(known))
         )
-    for name in ("cmd", "entrypoint", "env"):  # a list, as people write them, is stored as a tuple
-        if isinstance(options.get(name), list):
-            options[name] = tuple(options[name])
-    opts = ExportOptions(format=format, output=os.fspath(output), max_size=max_size, **options)
-    opts.check()
+    opts = ExportOptions.of(format, os.fspath(output), max_size, **options)
+    if push and format != "sdcard":
+        raise DockerifyError(f"--push applies to --format sdcard, not {format}")
+    pushed = None
     with open_image(image, _platform(platform), verify_key=verify_key, max_size=max_size) as img:
-        info = _export(img, opts)
-    return ExportResult(format, str(info["output"]), _frozen(info))
+        result = _export(img, opts)
+        if push:
+            from dockerify.registry.artifact import push_artifact  # oras: not in the frontend image
+
+            descriptor = push_artifact(
+                result.path,
+                push,
+                platform=img.platform,
+                annotations={"io.dockerify.source-image": img.descriptor.digest},
+            )
+            pushed = PushedArtifact(push, descriptor.digest)
+    return ExportResult(format, result.path, result, pushed)
 
 
 # ---------------------------------------------------------------- copy, push and pull

@@ -7,68 +7,40 @@ import argparse
 import json
 import logging
 import os
+from typing import Any
 
+from dockerify import sdk
 from dockerify.cli.options import common, max_size, mib, parse_command, parse_size
 from dockerify.errors import DockerifyError
-from dockerify.exporters.export import FORMATS, ExportOptions, export
+from dockerify.exporters import formats
+from dockerify.exporters.export import ExportOptions
 from dockerify.limits import DEFAULT_MAX_SIZE
-from dockerify.platform import Platform
-from dockerify.trees import open_image
 
 log = logging.getLogger("dockerify")
 
 
-def _options(args: argparse.Namespace) -> ExportOptions:
-    return ExportOptions(
-        format=args.format,
-        output=args.output,
-        compress=args.compress,
-        # EXPORT's flags have no --max-size: its tree is a directory, nothing is inflated.
-        max_size=getattr(args, "max_size", DEFAULT_MAX_SIZE),
-        disk_id=args.disk_id,
-        boot_id=args.boot_id,
-        root_uuid=args.root_uuid,
-        boot_label=args.boot_label,
-        root_label=args.root_label,
-        boot_size=args.boot_size,
-        root_size=args.root_size,
-        shrink=args.shrink,
-        entrypoint=args.entrypoint,
-        cmd=args.cmd,
-        env=tuple(args.env),
-        memory=args.memory,
-        init=args.init,
-        hostname=args.hostname,
-        kernel=args.kernel,
-        stage0=args.stage0,
-        append=args.append,
-        accel=args.accel,
-    )
+def _format_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The formats' options the flags hold, by name (each flag's dest is its option's name)."""
+    return {name: getattr(args, name) for name in formats.option_defaults() if hasattr(args, name)}
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    options = _options(args)
-    options.check()
-    if args.push and args.format != "sdcard":
-        raise DockerifyError(f"--push applies to --format sdcard, not {args.format}")
-    plat = Platform.parse(args.platform) if args.platform else None
-    with open_image(args.image, plat, verify_key=args.verify_key, max_size=args.max_size) as image:
-        result = export(image, options)
-        if args.push:
-            from dockerify.registry.artifact import push_artifact  # oras: not in the frontend image
-
-            pushed = push_artifact(
-                result["output"],
-                args.push,
-                platform=image.platform,
-                annotations={"io.dockerify.source-image": image.descriptor.digest},
-            )
-            result["pushed"] = {"reference": args.push, "digest": pushed.digest}
-            log.info("pushed %s to %s as %s", result["output"], args.push, pushed.digest)
+    result = sdk.export(
+        args.image,
+        args.format,
+        args.output,
+        platform=args.platform,
+        verify_key=args.verify_key,
+        max_size=args.max_size,
+        push=args.push,
+        **_format_options(args),
+    )
+    if result.pushed is not None:
+        log.info("pushed %s to %s as %s", result.output, result.pushed.reference, result.pushed.digest)
     if args.json:
-        print(json.dumps(result, indent=2, sort_keys=True))
+        print(json.dumps(result.to_json(), indent=2, sort_keys=True))
     else:
-        print(result["output"])
+        print(result.output)
     return 0
 
 
@@ -144,7 +116,7 @@ def _export_parser(p: argparse.ArgumentParser) -> None:
         help="oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE, docker-daemon:NAME or REGISTRY/REPO:TAG "
         "(pulled, digests verified, into a temporary store that is removed)",
     )
-    p.add_argument("--format", "-f", required=True, choices=FORMATS, help="what to write")
+    p.add_argument("--format", "-f", required=True, choices=formats.names(), help="what to write")
     p.add_argument("-o", "--output", required=True, metavar="OUT", help="output file or directory")
     p.add_argument("--platform", help="os/arch[/variant] when the image holds several")
     p.add_argument(
@@ -187,9 +159,8 @@ def export_options(fmt: str, output: str, flags: list[str]) -> ExportOptions:
         raise DockerifyError(f"EXPORT: {e}") from None
     if args.push and fmt != "sdcard":
         raise DockerifyError(f"--push applies to --format sdcard, not {fmt}")
-    options = _options(args)
-    options.check()
-    return options
+    # EXPORT's flags have no --max-size: its tree is a directory, nothing is inflated.
+    return ExportOptions.of(fmt, output, DEFAULT_MAX_SIZE, **_format_options(args))
 
 
 # ---------------------------------------------------------------- undockerify
@@ -198,11 +169,14 @@ def export_options(fmt: str, output: str, flags: list[str]) -> ExportOptions:
 def cmd_undockerify(args: argparse.Namespace) -> int:
     if (args.boot_mib is None) != (args.root_mib is None):
         raise DockerifyError("give both BOOT_MIB and ROOT_MIB, or neither (automatic sizes)")
-    options = ExportOptions(
-        format="sdcard",
-        output=args.output or _default_card_name(args.image),
-        compress=args.compress,
+    # a bare NAME is the daemon's, as the seed had it (the one resolution rule of every command)
+    result = sdk.export(
+        args.image,
+        "sdcard",
+        args.output or _default_card_name(args.image),
+        platform=args.platform,
         max_size=args.max_size,
+        compress=args.compress,
         disk_id=args.label,
         boot_id=args.boot_id,
         root_uuid=args.root_uuid,
@@ -210,13 +184,8 @@ def cmd_undockerify(args: argparse.Namespace) -> int:
         root_size=args.root_mib,
         shrink=args.shrink,
     )
-    plat = Platform.parse(args.platform) if args.platform else None
-    with open_image(
-        args.image, plat, max_size=args.max_size
-    ) as image:  # a bare NAME is the daemon's, as the seed had it
-        result = export(image, options)
-    log.info("SD-card image written to %s", os.path.abspath(result["output"]))
-    print(result["output"])
+    log.info("SD-card image written to %s", os.path.abspath(result.output))
+    print(result.output)
     return 0
 
 

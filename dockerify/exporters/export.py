@@ -1,189 +1,95 @@
-"""One entry to every exporter: an image (or its tree) and typed `ExportOptions` in, a summary out.
+"""One entry to every exporter: an image (or its tree) and `ExportOptions` in, the format's typed
+result out.
 
-`dockerify export`, `undockerify` and the BuildKit frontend's EXPORT all call `export()`; the
-command line only turns flags into `ExportOptions`."""
+`dockerify export`, `undockerify`, the SDK and the BuildKit frontend's EXPORT all call `export()`;
+the command line only turns flags into options by name (`ExportOptions.of`). The format is looked
+up in formats.py; its options are its own class, and an option given for another format is
+refused with the formats that take it, found from their option classes (no table to keep)."""
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from dockerify.entry import Entry
 from dockerify.errors import DockerifyError
-from dockerify.exporters.common import compression_for
-from dockerify.exporters.initramfs import DEFAULT_MEMORY, InitramfsOptions, write_initramfs
-from dockerify.exporters.rootfs import write_rootfs_dir, write_rootfs_tar
-from dockerify.exporters.sdcard import CardOptions, EntrySource, write_sdcard
-from dockerify.exporters.stage0 import Stage0Options, write_stage0
+from dockerify.exporters import formats
+from dockerify.exporters.sink import EntrySource, Result, Sink, option_names
 from dockerify.fixups import restore_tree
 from dockerify.limits import DEFAULT_MAX_SIZE
 from dockerify.oci.flatten import flatten
 from dockerify.oci.select import Image
 
-FORMATS = ("rootfs-tar", "rootfs-dir", "sdcard", "initramfs", "stage0")
+# Every format's: which format, where, and how much a layer may inflate to while it is read.
+COMMON = ("format", "output", "max_size")
 
 
 @dataclass(frozen=True)
 class ExportOptions:
-    """What to write and how. Fields after `compress` only mean something for some formats
-    (`ONLY_FOR`); `check()` refuses one given for another format rather than ignoring it."""
+    """What to write, where, and how: `options` is the format's own options class (CardOptions
+    for sdcard, InitramfsFormatOptions, ...; None: its defaults). `ExportOptions.of()` builds it
+    from the flags of `dockerify export` (the SDK's keywords) by name, refusing one that belongs
+    to another format rather than ignoring it."""
 
     format: str
     output: str
-    compress: str | None = None  # None: by the output name's suffix (initramfs: gzip)
     max_size: int = DEFAULT_MAX_SIZE  # inflated bytes a layer may reach (any format)
-    # sdcard
-    disk_id: str | None = None
-    boot_id: str | None = None
-    root_uuid: str | None = None
-    boot_label: str | None = None
-    root_label: str | None = None
-    boot_size: int | None = None
-    root_size: int | None = None
-    shrink: bool = False
-    # initramfs and stage0
-    entrypoint: tuple[str, ...] | None = None
-    cmd: tuple[str, ...] | None = None
-    env: tuple[str, ...] = ()
-    memory: int = DEFAULT_MEMORY
-    init: str | None = None
-    hostname: str | None = None
-    # stage0
-    kernel: str | None = None
-    stage0: str | None = None
-    append: str | None = None
-    accel: str | None = None
+    options: object | None = None
 
-    def check(self) -> None:
-        if self.format not in FORMATS:
-            raise DockerifyError(f"unknown format {self.format!r}", hint="one of " + ", ".join(FORMATS))
-        defaults = ExportOptions(self.format, self.output)
-        for option, formats in ONLY_FOR.items():
-            if getattr(self, option) == getattr(defaults, option) or self.format in formats:
-                continue
-            flag = "--" + option.replace("_", "-")
-            raise DockerifyError(f"{flag} applies to --format {' or '.join(formats)}, not {self.format}")
-        if self.compress and self.format in ("rootfs-dir", "stage0"):
-            raise DockerifyError(f"--compress does not apply to --format {self.format} (a directory)")
+    @classmethod
+    def of(cls, format: str, output: str, max_size: int = DEFAULT_MAX_SIZE, **given: Any) -> ExportOptions:
+        return cls(format, output, max_size, format_options(formats.find(format), given))
+
+    def check(self) -> Sink[Any, Any]:
+        """The format's sink, once the options are that format's."""
+        sink = formats.find(self.format)
+        if self.options is not None and not isinstance(self.options, sink.options):
+            raise DockerifyError(
+                f"--format {self.format} takes {sink.options.__name__}, not {type(self.options).__name__}"
+            )
+        return sink
+
+    def for_format(self, sink: Sink[Any, Any]) -> Any:
+        return sink.options() if self.options is None else self.options
 
     def replace(self, **changes: Any) -> ExportOptions:
         return dataclasses.replace(self, **changes)
 
 
-# Options that only mean something for some formats.
-ONLY_FOR = {
-    "disk_id": ("sdcard",),
-    "boot_id": ("sdcard",),
-    "root_uuid": ("sdcard",),
-    "boot_label": ("sdcard",),
-    "root_label": ("sdcard",),
-    "boot_size": ("sdcard",),
-    "root_size": ("sdcard",),
-    "shrink": ("sdcard",),
-    "entrypoint": ("initramfs", "stage0"),
-    "cmd": ("initramfs", "stage0"),
-    "env": ("initramfs", "stage0"),
-    "init": ("initramfs", "stage0"),
-    "hostname": ("initramfs", "stage0"),
-    "kernel": ("stage0",),
-    "stage0": ("stage0",),
-    "append": ("stage0",),
-    "accel": ("stage0",),
-}
+def format_options(sink: Sink[Any, Any], given: Mapping[str, Any]) -> Any:
+    """The options of `sink` from `given`, by name (a list is read as a tuple). A name another
+    format takes is refused when given (a value other than its default: the command line passes
+    every flag), a name no format takes always."""
+    defaults = formats.option_defaults()
+    for name in given:
+        if name not in defaults:
+            raise DockerifyError(f"unknown option {name!r}", hint="one of " + ", ".join(sorted(defaults)))
+    values = {name: tuple(v) if isinstance(v, list) else v for name, v in given.items()}
+    taken = option_names(sink)
+    misplaced = [name for name, v in values.items() if name not in taken and v != defaults[name]]
+    # --compress last: any other misplaced option is the likelier mistake
+    for name in sorted(misplaced, key=lambda n: n == "compress"):
+        if name == "compress" and sink.directory:
+            raise DockerifyError(f"--compress does not apply to --format {sink.name} (a directory)")
+        takers = [s.name for s in formats.SINKS if name in option_names(s)]
+        flag = "--" + name.replace("_", "-")
+        raise DockerifyError(f"{flag} applies to --format {' or '.join(takers)}, not {sink.name}")
+    return sink.options(**{name: v for name, v in values.items() if name in taken})
 
 
-def export(image: Image, options: ExportOptions, entries: Iterable[Entry] | None = None) -> dict[str, Any]:
+def export(image: Image, options: ExportOptions, entries: Iterable[Entry] | None = None) -> Result:
     """Write `image` (or `entries`, its tree from elsewhere: the frontend's stage rootfs) as
-    `options.format` at `options.output`; returns the summary `--json` prints."""
-    options.check()
-    fmt = options.format
-    if fmt == "sdcard":
-        return _sdcard(image, options, entries)
-    if entries is None:
-        entries = restore_tree(flatten(image, max_size=options.max_size), image.labels)
-    if fmt == "rootfs-tar":
-        r = write_rootfs_tar(entries, options.output, options.compress)
-        return {
-            "output": r.path,
-            "format": fmt,
-            "entries": r.entries,
-            "tar_size": r.tar_size,
-            "warnings": r.warnings,
-        }
-    if fmt == "rootfs-dir":
-        d = write_rootfs_dir(entries, options.output)
-        return {"output": d.path, "format": fmt, "entries": d.entries, "warnings": d.warnings}
-    if fmt == "initramfs":
-        i = write_initramfs(image, entries, options.output, initramfs_options(options))
-        return {
-            "output": i.path,
-            "format": fmt,
-            "compression": i.compression,
-            "size": i.size,
-            "unpacked": i.unpacked,
-            "entries": i.entries,
-            "init": i.init_path,
-            "image_init": i.image_init,
-            "argv": i.argv,
-            "warnings": i.warnings,
-        }
-    b = write_stage0(
-        image,
-        entries,
-        options.output,
-        Stage0Options(
-            initramfs=initramfs_options(options),
-            kernel=options.kernel,
-            stage0=options.stage0,
-            append=options.append or "",
-            accel=options.accel or "auto",
-        ),
-    )
-    return {"output": b.path, "format": fmt, **b.summary()}
-
-
-def _sdcard(image: Image, options: ExportOptions, entries: Iterable[Entry] | None) -> dict[str, Any]:
-    # Re-readable when the tree is the image's: the card reads it twice (sizes, then the root
-    # filesystem written directly); a tree given from elsewhere is staged instead.
+    `options.format` at `options.output`; returns the format's result (`to_json()` is what
+    `--json` prints)."""
+    sink = options.check()
     source: EntrySource
     if entries is None:
+        # Re-readable when the tree is the image's: the SD card reads it twice (sizes, then the
+        # root filesystem written directly); a tree given from elsewhere is read once.
         source = lambda: restore_tree(flatten(image, max_size=options.max_size), image.labels)  # noqa: E731
     else:
         source = entries
-    c = write_sdcard(
-        image,
-        source,
-        options.output,
-        CardOptions(
-            disk_id=options.disk_id,
-            boot_id=options.boot_id,
-            root_uuid=options.root_uuid,
-            boot_label=options.boot_label,
-            root_label=options.root_label,
-            boot_size=options.boot_size,
-            root_size=options.root_size,
-            shrink=options.shrink,
-            compression=options.compress,
-        ),
-    )
-    return {"output": c.path, "format": options.format, **c.summary()}
-
-
-def initramfs_options(options: ExportOptions) -> InitramfsOptions:
-    compression = options.compress
-    if compression is None:
-        initramfs = options.format == "initramfs"
-        compression = compression_for(options.output, None) if initramfs else "gzip"
-        if initramfs and compression == "none" and not options.output.endswith(".cpio"):
-            compression = "gzip"  # the usual initramfs: gzip unless the name says otherwise
-    return InitramfsOptions(
-        compression=compression,
-        memory=options.memory,
-        entrypoint=options.entrypoint,
-        cmd=options.cmd,
-        env=options.env,
-        init=options.init,
-        hostname=options.hostname,
-    )
+    result: Result = sink.write(image, source, options.output, options.for_format(sink))
+    return result

@@ -21,8 +21,9 @@ from __future__ import annotations
 import logging
 import struct
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 from dockerify.entry import Entry, FileType, bytes_reader, file_entry
 from dockerify.errors import DockerifyError, NotFound
@@ -32,10 +33,12 @@ from dockerify.exporters.common import (
     atomic_file,
     command_line,
     compress_file,
+    compression_for,
     display,
     run_config,
 )
 from dockerify.exporters.cpio import CpioStats, CpioWriter
+from dockerify.exporters.sink import EntrySource, read_once
 from dockerify.oci.select import Image
 from dockerify.paths import require_file
 from dockerify.platform import Platform
@@ -68,8 +71,39 @@ class InitramfsOptions:
     net: str | None = None  # "IF ADDR/PREFIX [GATEWAY]" for the init to configure
 
 
-@dataclass
+@dataclass(frozen=True)
+class BootOptions:
+    """What the init boots, for `--format initramfs` and `--format stage0` alike."""
+
+    entrypoint: tuple[str, ...] | None = None
+    cmd: tuple[str, ...] | None = None
+    env: tuple[str, ...] = ()
+    memory: int = DEFAULT_MEMORY
+    init: str | None = None
+    hostname: str | None = None
+
+    def initramfs(self, compression: str) -> InitramfsOptions:
+        return InitramfsOptions(
+            compression=compression,
+            memory=self.memory,
+            entrypoint=self.entrypoint,
+            cmd=self.cmd,
+            env=self.env,
+            init=self.init,
+            hostname=self.hostname,
+        )
+
+
+@dataclass(frozen=True)
+class InitramfsFormatOptions(BootOptions):
+    """`--format initramfs`'s options."""
+
+    compress: str | None = None  # None: by the output name's suffix, gzip unless it ends in .cpio
+
+
+@dataclass(frozen=True)
 class InitramfsResult:
+    FORMAT: ClassVar[str] = "initramfs"
     path: str
     compression: str
     size: int  # of the output file
@@ -77,9 +111,44 @@ class InitramfsResult:
     unpacked: int
     entries: int
     init_path: str  # what the kernel runs: "/init" (ours, a custom one or with --init image the image's)
-    argv: list[str]
+    argv: tuple[str, ...]
     image_init: str | None = None  # where the image's own /init is in the archive, if it has one
-    warnings: list[str] = field(default_factory=list)
+    warnings: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "output": self.path,
+            "format": self.FORMAT,
+            "compression": self.compression,
+            "size": self.size,
+            "unpacked": self.unpacked,
+            "entries": self.entries,
+            "init": self.init_path,
+            "image_init": self.image_init,
+            "argv": list(self.argv),
+            "warnings": list(self.warnings),
+        }
+
+
+def initramfs_compression(output: str, compress: str | None) -> str:
+    if compress is not None:
+        return compress
+    compression = compression_for(output, None)
+    if compression == "none" and not output.endswith(".cpio"):
+        return "gzip"  # the usual initramfs: gzip unless the name says otherwise
+    return compression
+
+
+class Initramfs:
+    name = InitramfsResult.FORMAT
+    options = InitramfsFormatOptions
+    directory = False
+
+    def write(
+        self, image: Image, entries: EntrySource, output: str, options: InitramfsFormatOptions
+    ) -> InitramfsResult:
+        compression = initramfs_compression(output, options.compress)
+        return write_initramfs(image, read_once(entries), output, options.initramfs(compression))
 
 
 @dataclass(frozen=True)
@@ -371,7 +440,7 @@ def write_initramfs(
         stats.unpacked,
         stats.entries,
         "/init",
-        argv,
+        tuple(argv),
         image_init,
-        warnings.report(),
+        tuple(warnings.report()),
     )

@@ -13,8 +13,9 @@ import logging
 import os
 import stat
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, ClassVar
 
 from dockerify.entry import Entry, FileType
 from dockerify.errors import CorruptInput, DockerifyError
@@ -28,17 +29,43 @@ from dockerify.exporters.common import (
     display,
     make_parents,
 )
+from dockerify.exporters.sink import EntrySource, read_once
+from dockerify.oci.select import Image
 from dockerify.oci.tarwriter import END_OF_ARCHIVE, entry_blocks
 
 log = logging.getLogger("dockerify")
 
 
-@dataclass
+@dataclass(frozen=True)
+class RootfsTarOptions:
+    compress: str | None = None  # None: by the output name's suffix
+
+
+@dataclass(frozen=True)
 class TarResult:
+    FORMAT: ClassVar[str] = "rootfs-tar"
     path: str
     entries: int
     tar_size: int
-    warnings: list[str] = field(default_factory=list)
+    warnings: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "output": self.path,
+            "format": self.FORMAT,
+            "entries": self.entries,
+            "tar_size": self.tar_size,
+            "warnings": list(self.warnings),
+        }
+
+
+class RootfsTar:
+    name = TarResult.FORMAT
+    options = RootfsTarOptions
+    directory = False
+
+    def write(self, image: Image, entries: EntrySource, output: str, options: RootfsTarOptions) -> TarResult:
+        return write_rootfs_tar(read_once(entries), output, options.compress)
 
 
 def write_rootfs_tar(entries: Iterable[Entry], output: str, compression: str | None = None) -> TarResult:
@@ -79,17 +106,40 @@ def write_rootfs_tar(entries: Iterable[Entry], output: str, compression: str | N
         flush()
         if sink is not None:
             sink.close()
-    return TarResult(output, count, size, warnings.report())
+    return TarResult(output, count, size, tuple(warnings.report()))
 
 
 # ---------------------------------------------------------------- directory
 
 
-@dataclass
+@dataclass(frozen=True)
+class RootfsDirOptions:
+    """A directory takes no options of its own."""
+
+
+@dataclass(frozen=True)
 class DirResult:
+    FORMAT: ClassVar[str] = "rootfs-dir"
     path: str
     entries: int
-    warnings: list[str] = field(default_factory=list)
+    warnings: tuple[str, ...] = ()
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "output": self.path,
+            "format": self.FORMAT,
+            "entries": self.entries,
+            "warnings": list(self.warnings),
+        }
+
+
+class RootfsDir:
+    name = DirResult.FORMAT
+    options = RootfsDirOptions
+    directory = True
+
+    def write(self, image: Image, entries: EntrySource, output: str, options: RootfsDirOptions) -> DirResult:
+        return write_rootfs_dir(read_once(entries), output)
 
 
 class _DirWriter:
@@ -210,7 +260,7 @@ def write_rootfs_dir(entries: Iterable[Entry], output: str) -> DirResult:
         writer.finish()
     if not writer.is_root:
         log.info("%s: written as an ordinary user; run as root to keep owners and device nodes", output)
-    return DirResult(output, count, warnings.report())
+    return DirResult(output, count, tuple(warnings.report()))
 
 
-__all__ = ["write_rootfs_tar", "write_rootfs_dir", "DockerifyError"]
+__all__ = ["RootfsDir", "RootfsTar", "write_rootfs_tar", "write_rootfs_dir", "DockerifyError"]

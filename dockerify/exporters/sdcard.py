@@ -25,9 +25,9 @@ import os
 import re
 import uuid
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from dockerify.entry import Entry, FileType
 from dockerify.errors import DockerifyError
@@ -57,6 +57,7 @@ from dockerify.exporters.ext4img import (
 from dockerify.exporters.ext4populate import Unsupported
 from dockerify.exporters.ext4times import settle_ctimes
 from dockerify.exporters.fatimg import FatSpec, check_names, cluster_for, make_fat, needed_size
+from dockerify.exporters.sink import EntrySource
 from dockerify.oci.select import Image
 from dockerify.run import check_tool, run
 from dockerify.sources.disk import parse_fstab
@@ -79,6 +80,8 @@ FIRSTBOOT_HOOKS = (
 
 @dataclass(frozen=True)
 class CardOptions:
+    """`--format sdcard`'s options: ids, labels and sizes that replace the recorded ones."""
+
     disk_id: str | None = None
     boot_id: str | None = None
     root_uuid: str | None = None
@@ -87,32 +90,44 @@ class CardOptions:
     boot_size: int | None = None
     root_size: int | None = None
     shrink: bool = False
-    compression: str | None = None
+    compress: str | None = None  # None: by the output name's suffix
 
 
-@dataclass
+@dataclass(frozen=True)
 class CardResult:
+    FORMAT: ClassVar[str] = "sdcard"
     path: str
     table: str
     disk_id: str
-    partitions: list[dict[str, Any]]
+    partitions: tuple[dict[str, Any], ...]
     boot: dict[str, Any]
     root: dict[str, Any]
-    rewritten: list[str] = field(default_factory=list)
-    warnings: list[str] = field(default_factory=list)
+    rewritten: tuple[str, ...] = ()
+    warnings: tuple[str, ...] = ()
     size: int = 0
 
-    def summary(self) -> dict[str, Any]:
+    def to_json(self) -> dict[str, Any]:
         return {
+            "output": self.path,
+            "format": self.FORMAT,
             "table": self.table,
             "disk_id": self.disk_id,
-            "partitions": self.partitions,
-            "boot": self.boot,
-            "root": self.root,
-            "rewritten": self.rewritten,
-            "warnings": self.warnings,
+            "partitions": [dict(p) for p in self.partitions],
+            "boot": dict(self.boot),
+            "root": dict(self.root),
+            "rewritten": list(self.rewritten),
+            "warnings": list(self.warnings),
             "size": self.size,
         }
+
+
+class SdCard:
+    name = CardResult.FORMAT
+    options = CardOptions
+    directory = False
+
+    def write(self, image: Image, entries: EntrySource, output: str, options: CardOptions) -> CardResult:
+        return write_sdcard(image, entries, output, options)
 
 
 # ---------------------------------------------------------------- ids
@@ -402,18 +417,13 @@ def _root_sizes(plan: Plan, opts: CardOptions, needed: int) -> tuple[list[int], 
     return [size, round_mib(size + size // 10)], "content + 20% + 64 MiB"
 
 
-#: The entries of the tree: an iterable read once, or a function giving them anew on each call
-#: (the fast path reads them twice: sizes first, then the root filesystem straight from them).
-EntrySource = Iterable[Entry] | Callable[[], Iterable[Entry]]
-
-
 def write_sdcard(image: Image, entries: EntrySource, output: str, opts: CardOptions) -> CardResult:
     """Write the card. With re-readable `entries` the root filesystem is written directly into
     the card (ext4populate.py); otherwise, or for a layout that writer does not handle (ext2/3,
     inline_data, bigalloc, ...), the tree is staged and `mke2fs -d` reads it back."""
     for tool in ("mke2fs", "dumpe2fs", "mkfs.vfat", "mcopy", "mattrib", "sfdisk"):
         check_tool(tool)
-    kind = compression_for(output, opts.compression)
+    kind = compression_for(output, opts.compress)
     out_dir = Path(output).resolve().parent
     if not out_dir.is_dir():
         raise DockerifyError(f"{output}: directory {out_dir} does not exist")
@@ -700,7 +710,7 @@ def _write(
         output,
         plan.table,
         plan.disk_id,
-        partitions,
+        tuple(partitions),
         {
             "volume_id": plan.fat["volume_id"],
             "label": plan.fat.get("label", ""),
@@ -720,8 +730,8 @@ def _write(
             "inodes": inodes,
             "firstboot_hook": hook,
         },
-        rewritten,
-        warnings.report(),
+        tuple(rewritten),
+        tuple(warnings.report()),
         size,
     )
     for path in rewritten:
@@ -729,4 +739,4 @@ def _write(
     return result
 
 
-__all__ = ["CardOptions", "CardResult", "write_sdcard", "rewrite_refs"]
+__all__ = ["CardOptions", "CardResult", "EntrySource", "SdCard", "write_sdcard", "rewrite_refs"]

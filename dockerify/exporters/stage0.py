@@ -27,13 +27,14 @@ import shlex
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from dockerify.entry import Entry, FileType, bytes_reader
 from dockerify.errors import DockerifyError, NotFound
 from dockerify.exporters.common import atomic_dir, run_config
-from dockerify.exporters.initramfs import InitramfsOptions, write_initramfs
+from dockerify.exporters.initramfs import BootOptions, InitramfsOptions, write_initramfs
 from dockerify.exporters.kernel import GiB, MiB, check_elf, extract_vmlinux, identify, read_kernel
+from dockerify.exporters.sink import EntrySource, read_once
 from dockerify.oci.select import Image
 from dockerify.paths import require_file
 
@@ -53,14 +54,48 @@ class Stage0Options:
     accel: str = "auto"
 
 
-@dataclass
+@dataclass(frozen=True)
+class Stage0FormatOptions(BootOptions):
+    """`--format stage0`'s options: the init's, and the kernel and QEMU's."""
+
+    kernel: str | None = None
+    stage0: str | None = None
+    append: str | None = None
+    accel: str | None = None  # None: auto
+
+
+@dataclass(frozen=True)
 class BundleResult:
+    FORMAT: ClassVar[str] = "stage0"
     path: str
     manifest: dict[str, Any]
-    warnings: list[str]
+    warnings: tuple[str, ...]
 
-    def summary(self) -> dict[str, Any]:
-        return {"manifest": self.manifest, "warnings": self.warnings}
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "output": self.path,
+            "format": self.FORMAT,
+            "manifest": self.manifest,
+            "warnings": list(self.warnings),
+        }
+
+
+class Stage0:
+    name = BundleResult.FORMAT
+    options = Stage0FormatOptions
+    directory = True
+
+    def write(
+        self, image: Image, entries: EntrySource, output: str, options: Stage0FormatOptions
+    ) -> BundleResult:
+        settings = Stage0Options(
+            initramfs=options.initramfs("gzip"),
+            kernel=options.kernel,
+            stage0=options.stage0,
+            append=options.append or "",
+            accel=options.accel or "auto",
+        )
+        return write_stage0(image, read_once(entries), output, settings)
 
 
 def _sha256(path: Path) -> str:
@@ -312,7 +347,7 @@ def write_stage0(image: Image, entries: Iterable[Entry], output: str, opts: Stag
             "schema": 1,
             "image": image.descriptor.digest,
             "platform": str(platform),
-            "argv": result.argv,
+            "argv": list(result.argv),
             "memory": memory,
             "ports": list(rc.exposed),
             "hostfwd": hostfwd,

@@ -113,7 +113,7 @@ def export(
         image = Image(None, Descriptor(OCI_MANIFEST, digest, len(config_bytes)), {}, config)  # type: ignore[arg-type]
         labels = image.labels
         entries = (restore_preload(e, labels) for e in directory_entries(rootfs))
-        result = export_image(image, export_options(fmt, os.path.join(out, name), options), entries)
+        result = export_image(image, export_options(fmt, os.path.join(out, name), options), entries).to_json()
         for warning in result.get("warnings") or []:
             print(f"dockerify: warning: {warning}", file=sys.stderr)
         result["output"] = name
