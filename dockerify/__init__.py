@@ -1,12 +1,14 @@
 """dockerify: bootable OS images <-> multi-platform OCI images.
 
 The SDK mirrors the CLI, one function per command (dockerify/sdk.py): `build`, `inspect`,
-`diff`, `export`, `copy`, `push`, `pull`, `keygen`, `sign`, `verify`, `run`, `binfmt_status`,
-each returning a frozen result and raising DockerifyError (or a subclass) on failure.
+`diff`, `export`, `copy`, `push`, `pull`, `push_artifact`, `pull_artifact`, `login`, `logout`,
+`keygen`, `sign`, `verify`, `sbom`, `attest_sbom`, `verify_attestation`, `run`, `binfmt_status`,
+each returning a frozen result (dockerify/results.py; `to_json()` is what the command's `--json`
+prints) and raising DockerifyError (or a subclass) on failure.
 `open_tree()` reads any tree (disk image, tarball, directory or image reference) as entries.
 """
 
-from dockerify.build import BuildOptions, BuildResult
+from dockerify.build import BuildOptions
 from dockerify.entry import Entry, FileType
 from dockerify.errors import CorruptInput, DockerifyError, NotFound
 from dockerify.exporters.export import ExportOptions
@@ -14,20 +16,31 @@ from dockerify.oci.image import ImageOptions
 from dockerify.oci.refs import ImageRef, parse_ref
 from dockerify.platform import Arch, Platform
 from dockerify.sdk import (
+    ArtifactPulled,
+    ArtifactPushed,
+    AttestationVerifyResult,
+    AttestedDigest,
+    AttestResult,
     BinfmtResult,
+    BuildResult,
     CopyResult,
     DiffResult,
     ExportResult,
     InspectResult,
     KeygenResult,
+    LoginResult,
+    LogoutResult,
     PullResult,
     PushResult,
     RunResult,
+    SbomResult,
     SignedDigest,
     SignResult,
     TransferCounts,
+    VerifiedAttestation,
     VerifiedDigest,
     VerifyResult,
+    attest_sbom,
     binfmt_status,
     build,
     copy,
@@ -35,11 +48,17 @@ from dockerify.sdk import (
     export,
     inspect,
     keygen,
+    login,
+    logout,
     pull,
+    pull_artifact,
     push,
+    push_artifact,
     run,
+    sbom,
     sign,
     verify,
+    verify_attestation,
 )
 from dockerify.sources.options import ReadOptions
 from dockerify.trees import open_image, open_tree
@@ -48,6 +67,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Arch",
+    "ArtifactPulled",
+    "ArtifactPushed",
+    "AttestResult",
+    "AttestationVerifyResult",
+    "AttestedDigest",
     "BinfmtResult",
     "BuildOptions",
     "BuildResult",
@@ -63,17 +87,22 @@ __all__ = [
     "ImageRef",
     "InspectResult",
     "KeygenResult",
+    "LoginResult",
+    "LogoutResult",
     "NotFound",
     "Platform",
     "PullResult",
     "PushResult",
     "ReadOptions",
     "RunResult",
+    "SbomResult",
     "SignResult",
     "SignedDigest",
     "TransferCounts",
+    "VerifiedAttestation",
     "VerifiedDigest",
     "VerifyResult",
+    "attest_sbom",
     "binfmt_status",
     "build",
     "copy",
@@ -81,12 +110,18 @@ __all__ = [
     "export",
     "inspect",
     "keygen",
+    "login",
+    "logout",
     "open_image",
     "open_tree",
     "parse_ref",
     "pull",
+    "pull_artifact",
     "push",
+    "push_artifact",
     "run",
+    "sbom",
     "sign",
     "verify",
+    "verify_attestation",
 ]
