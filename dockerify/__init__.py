@@ -1,8 +1,10 @@
 """dockerify: bootable OS images <-> multi-platform OCI images.
 
 The SDK mirrors the CLI, one function per command (dockerify/sdk.py): `build`, `inspect`,
-`diff`, `export`, `copy`, `push`, `pull`, `keygen`, `sign`, `verify`, `run`, `binfmt_status`,
-each returning a frozen result and raising DockerifyError (or a subclass) on failure.
+`diff`, `export`, `copy`, `push`, `pull`, `push_artifact`, `pull_artifact`, `login`, `logout`,
+`keygen`, `sign`, `verify`, `sbom`, `attest_sbom`, `verify_attestation`, `run`, `binfmt_status`,
+each returning a frozen result (dockerify/results.py; `to_json()` is what the command's `--json`
+prints) and raising DockerifyError (or a subclass) on failure.
 `open_tree()` reads any tree (disk image, tarball, directory or image reference) as entries.
 """
 

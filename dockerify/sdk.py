@@ -1,6 +1,7 @@
 """The Python SDK: one function per command, taking the arguments a person would write and
-returning a frozen result. Each is a thin call of the library code the command line calls, so
-the two cannot drift apart; failures are DockerifyError subclasses, as on the command line.
+returning a frozen result (dockerify/results.py; `to_json()` is what the command's `--json`
+prints). The command line is a thin layer over these functions, so the two cannot drift apart;
+failures are DockerifyError subclasses, as on the command line.
 
     dockerify.build("card.img", output="oci:/tmp/x:v1", tag="pi:v1")
     dockerify.export("oci:/tmp/x:v1", "sdcard", "card.img")
@@ -10,13 +11,13 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from dockerify import daemon, runner
-from dockerify.build import BuildOptions, BuildResult
+from dockerify.build import BuildOptions
 from dockerify.build import build as build_image
 from dockerify.diff import compare, records
 from dockerify.errors import DockerifyError
@@ -24,7 +25,7 @@ from dockerify.exporters import formats
 from dockerify.exporters.export import ExportOptions
 from dockerify.exporters.export import export as _export
 from dockerify.exporters.sink import Result
-from dockerify.inspect import inspect_target, render
+from dockerify.inspect import inspect_target
 from dockerify.limits import DEFAULT_MAX_SIZE
 from dockerify.oci import copy as _copy
 from dockerify.oci.copy import CopyResult
@@ -32,15 +33,44 @@ from dockerify.oci.image import ImageOptions
 from dockerify.oci.refs import ImageRef, image_ref, parse_ref
 from dockerify.platform import Platform
 from dockerify.progress import Progress
-from dockerify.runner import RunResult
+from dockerify.results import (
+    ArtifactPulled,
+    ArtifactPushed,
+    AttestationVerifyResult,
+    AttestedDigest,
+    AttestResult,
+    BinfmtResult,
+    BuildResult,
+    DiffResult,
+    InspectResult,
+    KeygenResult,
+    LoginResult,
+    LogoutResult,
+    PullResult,
+    PushResult,
+    RunResult,
+    SbomResult,
+    SignedDigest,
+    SignResult,
+    TransferCounts,
+    VerifiedAttestation,
+    VerifiedDigest,
+    VerifyResult,
+)
 from dockerify.sources.options import DEFAULT_READ, ReadOptions
 from dockerify.stores import open_store
 from dockerify.trees import open_image, open_tree
+from dockerify.trust.sbom import sbom_json, sbom_of_entries
 
 if TYPE_CHECKING:
     from dockerify.registry.client import Options
 
 __all__ = [
+    "ArtifactPulled",
+    "ArtifactPushed",
+    "AttestResult",
+    "AttestationVerifyResult",
+    "AttestedDigest",
     "BinfmtResult",
     "BuildResult",
     "CopyResult",
@@ -48,14 +78,19 @@ __all__ = [
     "ExportResult",
     "InspectResult",
     "KeygenResult",
+    "LoginResult",
+    "LogoutResult",
     "PullResult",
     "PushResult",
     "RunResult",
+    "SbomResult",
     "SignResult",
     "SignedDigest",
     "TransferCounts",
+    "VerifiedAttestation",
     "VerifiedDigest",
     "VerifyResult",
+    "attest_sbom",
     "binfmt_status",
     "build",
     "copy",
@@ -63,11 +98,17 @@ __all__ = [
     "export",
     "inspect",
     "keygen",
+    "login",
+    "logout",
     "pull",
+    "pull_artifact",
     "push",
+    "push_artifact",
     "run",
+    "sbom",
     "sign",
     "verify",
+    "verify_attestation",
 ]
 
 PathLike = str | os.PathLike[str]
@@ -103,6 +144,7 @@ def build(
     expose: Sequence[str] = (),
     pi_fixups: bool = True,
     force: bool = False,
+    dense: bool = False,
     max_size: int = DEFAULT_MAX_SIZE,
     read: ReadOptions = DEFAULT_READ,
     chunked: int | None = None,
@@ -112,8 +154,9 @@ def build(
     or a (platform, path) pair, for a multi-platform index) and write it to `output` (any image
     reference: oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE, docker-daemon:NAME or
     REGISTRY/REPO:TAG; default docker-daemon:TAG). `tag` names the image (default pi:latest
-    when `output` is given). The keywords are `dockerify build`'s options; `opts`, a whole
-    BuildOptions, replaces them (the older form `build(sources, ref, tag, opts)` still works)."""
+    when `output` is given). The keywords are `dockerify build`'s options (`dense=True` writes
+    files with holes in full); `opts`, a whole BuildOptions, replaces them (the older form
+    `build(sources, ref, tag, opts)` still works)."""
     if output is None and tag is None:
         raise DockerifyError(
             "build: name where the image goes",
@@ -146,7 +189,7 @@ def build(
         daemon_out = out.transport in ("docker-daemon", "docker-archive")
         opts = BuildOptions(
             image=image,
-            # as the command line: the daemon unpacks every layer, so compressing for it only costs time
+            # the daemon unpacks every layer, so compressing for it only costs time
             compression=compression or ("none" if out.transport == "docker-daemon" else "gzip"),
             epoch=BuildOptions.epoch_from_env(),
             pi_fixups=pi_fixups,
@@ -154,25 +197,14 @@ def build(
             max_size=max_size,
             read=read,
             quiet=quiet,
-            sparse=not daemon_out,  # Docker's layer store cannot reassemble sparse members
+            sparse=not dense and not daemon_out,  # Docker's layer store cannot reassemble sparse members
             chunked=chunked,
         )
-    return build_image(pairs, out, name, opts)
+    built = build_image(pairs, out, name, opts)
+    return BuildResult(built.digest, built.manifests, str(out))
 
 
 # ---------------------------------------------------------------- inspect and diff
-
-
-@dataclass(frozen=True)
-class InspectResult:
-    """What `dockerify inspect` finds: `info` is what `--json` prints, `text` what it shows."""
-
-    target: str
-    info: Mapping[str, Any]
-
-    @property
-    def text(self) -> str:
-        return render(dict(self.info))
 
 
 def inspect(
@@ -186,20 +218,6 @@ def inspect(
     manifests and config of an image reference."""
     text = os.fspath(target)
     return InspectResult(text, _frozen(inspect_target(text, platform=platform, max_size=max_size, read=read)))
-
-
-@dataclass(frozen=True)
-class DiffResult:
-    """`lines` are `dockerify diff`'s lines, one per difference; `entries` counts each tree."""
-
-    a: str
-    b: str
-    lines: tuple[str, ...]
-    entries: tuple[int, int]
-
-    @property
-    def identical(self) -> bool:
-        return not self.lines
 
 
 def diff(
@@ -310,36 +328,12 @@ def copy(
         return _copy.copy(src, dst, platforms=chosen, progress=Progress(quiet=quiet))
 
 
-@dataclass(frozen=True)
-class TransferCounts:
-    """What crossed the network and what the other side already had."""
-
-    bytes_moved: int
-    blobs_moved: int
-    blobs_skipped: int
-    bytes_skipped: int
-    blobs_mounted: int
-
-
-@dataclass(frozen=True)
-class PushResult:
-    digest: str
-    media_type: str
-    size: int
-    transfer: TransferCounts
-
-
-@dataclass(frozen=True)
-class PullResult:
-    digest: str
-    manifests: tuple[tuple[str, str], ...]  # (platform, manifest digest)
-    transfer: TransferCounts
-
-
-def _registry_options(insecure: bool | None, ca_cert: str | None, authfile: str | None) -> Options:
+def _registry_options(
+    insecure: bool | None, ca_cert: str | None, authfile: str | None, chunk_size: int | None = None
+) -> Options:
     from dockerify.registry.client import Options  # oras and requests: not in the frontend image
 
-    return Options.from_env(insecure=insecure, ca_cert=ca_cert, authfile=authfile)
+    return Options.from_env(insecure=insecure, ca_cert=ca_cert, authfile=authfile, chunk_size=chunk_size)
 
 
 def _counts(stats: Any) -> TransferCounts:
@@ -357,10 +351,12 @@ def push(
     insecure: bool | None = None,
     ca_cert: str | None = None,
     authfile: str | None = None,
+    chunk_size: int | None = None,
     quiet: bool = True,
 ) -> PushResult:
-    """Push any image reference to the registry `reference` (HOST/REPO:TAG)."""
-    from dockerify.registry.copy import push_source
+    """Push any image reference to the registry `reference` (HOST/REPO:TAG); blobs of the
+    `mount_from` repositories (of the same registry) are mounted, not uploaded."""
+    from dockerify.registry.pushpull import push_source
     from dockerify.registry.transfer import TransferStats
 
     stats = TransferStats()
@@ -368,7 +364,7 @@ def push(
         source,
         reference,
         _platform(platform),
-        _registry_options(insecure, ca_cert, authfile),
+        _registry_options(insecure, ca_cert, authfile, chunk_size),
         Progress(quiet=quiet),
         stats,
         tuple(mount_from),
@@ -390,7 +386,7 @@ def pull(
     """Pull the registry image `reference` into `destination` (any image reference); with
     `verify_key`, only an image whose signature that key verifies. Nothing is written unless
     every digest checks out."""
-    from dockerify.registry.copy import pull as _pull
+    from dockerify.registry.pushpull import pull as _pull
     from dockerify.registry.transfer import TransferStats
 
     stats = TransferStats()
@@ -406,15 +402,90 @@ def pull(
     return PullResult(root.digest, tuple((str(d.platform), d.digest) for d in manifests), _counts(stats))
 
 
+def push_artifact(
+    file: PathLike,
+    reference: str,
+    *,
+    artifact_type: str | None = None,
+    annotations: Mapping[str, str] | Sequence[tuple[str, str]] = (),
+    platform: str | Platform | None = None,
+    media_type: str | None = None,
+    title: str | None = None,
+    insecure: bool | None = None,
+    ca_cert: str | None = None,
+    authfile: str | None = None,
+    chunk_size: int | None = None,
+    quiet: bool = True,
+) -> ArtifactPushed:
+    """Push one file (an SD card, say) as an OCI artifact to `reference` (HOST/REPO:TAG). The
+    artifact and layer media types come from the content unless given."""
+    from dockerify.registry.artifact import push_artifact as _push_artifact
+
+    desc = _push_artifact(
+        os.fspath(file),
+        reference,
+        artifact_type,
+        dict(annotations.items() if isinstance(annotations, Mapping) else annotations),
+        _platform(platform),
+        media_type,
+        title,
+        options=_registry_options(insecure, ca_cert, authfile, chunk_size),
+        progress=Progress(quiet=quiet),
+    )
+    return ArtifactPushed(desc.digest, desc.artifact_type or "")
+
+
+def pull_artifact(
+    reference: str,
+    destination: PathLike,
+    *,
+    insecure: bool | None = None,
+    ca_cert: str | None = None,
+    authfile: str | None = None,
+    quiet: bool = True,
+) -> ArtifactPulled:
+    """Fetch a one-file artifact into `destination` (a file name, or a directory to use the
+    artifact's title); the file appears only once its digest checks out."""
+    from dockerify.registry.artifact import pull_artifact as _pull_artifact
+
+    path, manifest = _pull_artifact(
+        reference,
+        os.fspath(destination),
+        _registry_options(insecure, ca_cert, authfile),
+        Progress(quiet=quiet),
+    )
+    return ArtifactPulled(path, str(manifest.get("artifactType", "")))
+
+
+def login(
+    registry: str,
+    username: str,
+    password: str,
+    *,
+    authfile: str | None = None,
+    insecure: bool | None = None,
+    ca_cert: str | None = None,
+) -> LoginResult:
+    """Check the login with the registry and keep it where `docker login` does (through the
+    credential helper config.json names, if any; in `authfile` when given)."""
+    from dockerify.registry.login import login as _login
+
+    done = _login(
+        registry, username, password, authfile=authfile, options=_registry_options(insecure, ca_cert, None)
+    )
+    return LoginResult(done.registry, done.path, done.helper, done.identity_token)
+
+
+def logout(registry: str = "docker.io", *, authfile: str | None = None) -> LogoutResult:
+    """Forget the login for `registry`; `removed` is False when there was none."""
+    from dockerify.registry.authfiles import normalize_registry
+    from dockerify.registry.login import logout as _logout
+
+    removed = _logout(registry, authfile=authfile)
+    return LogoutResult(normalize_registry(registry), removed)
+
+
 # ---------------------------------------------------------------- keys, sign and verify
-
-
-@dataclass(frozen=True)
-class KeygenResult:
-    key: Path  # the private key, mode 0600, encrypted with the password
-    pub: Path
-    format: str
-    algorithm: str
 
 
 def _password(password: str | bytes | None, purpose: str, confirm: bool = False) -> bytes:
@@ -454,21 +525,6 @@ def keygen(
     return KeygenResult(key, pub, fmt.value, algo.value)
 
 
-@dataclass(frozen=True)
-class SignedDigest:
-    digest: str
-    added: bool  # False when an equal signature was already there
-
-
-@dataclass(frozen=True)
-class SignResult:
-    signed: tuple[SignedDigest, ...]
-
-    @property
-    def digests(self) -> tuple[str, ...]:
-        return tuple(s.digest for s in self.signed)
-
-
 def sign(
     reference: str,
     key: PathLike,
@@ -481,9 +537,12 @@ def sign(
     ca_cert: str | None = None,
     authfile: str | None = None,
 ) -> SignResult:
-    """Sign the image `reference` (a registry reference or oci:DIR[:TAG]) with a cosign-format
-    private key; with `recursive`, each platform manifest of its index too."""
+    """Sign the image `reference` (a registry reference, oci:DIR[:TAG] or oci-archive:FILE, which
+    is replaced only if a signature was added) with a cosign-format private key; with
+    `recursive`, each platform manifest of its index too. Docker's stores are refused: they keep
+    no manifests to sign, nor a place for a signature."""
     from dockerify.registry.signing import sign as _sign
+    from dockerify.registry.signing import signature_tag
 
     key_path = os.fspath(key)
     done = _sign(
@@ -495,23 +554,12 @@ def sign(
         password=lambda: _password(password, f"for {key_path}"),
         referrers=referrers,
     )
-    return SignResult(tuple(SignedDigest(s.digest, s.added) for s in done))
-
-
-@dataclass(frozen=True)
-class VerifiedDigest:
-    digest: str
-    docker_reference: str
-    signatures: int  # how many of the stored signatures verified
-
-
-@dataclass(frozen=True)
-class VerifyResult:
-    verified: tuple[VerifiedDigest, ...]
-
-    @property
-    def digests(self) -> tuple[str, ...]:
-        return tuple(v.digest for v in self.verified)
+    return SignResult(
+        tuple(
+            SignedDigest(s.digest, s.added, "a referrer" if referrers else signature_tag(s.digest))
+            for s in done
+        )
+    )
 
 
 def verify(
@@ -523,12 +571,96 @@ def verify(
     ca_cert: str | None = None,
     authfile: str | None = None,
 ) -> VerifyResult:
-    """Verify the image `reference` with a public key; a missing or bad signature raises
-    VerificationError (a DockerifyError)."""
+    """Verify the image `reference` (a registry reference, oci:DIR[:TAG] or oci-archive:FILE)
+    with a public key; a missing or bad signature raises VerificationError (a DockerifyError)."""
     from dockerify.registry.signing import verify as _verify
 
     done = _verify(reference, os.fspath(key), recursive, _registry_options(insecure, ca_cert, authfile))
     return VerifyResult(tuple(VerifiedDigest(v.digest, v.docker_reference, v.signatures) for v in done))
+
+
+# ---------------------------------------------------------------- SBOMs and attestations
+
+
+def sbom(
+    target: PathLike,
+    output: PathLike | None = None,
+    *,
+    platform: str | Platform | None = None,
+    max_size: int = DEFAULT_MAX_SIZE,
+) -> SbomResult:
+    """An SPDX 2.3 JSON SBOM of the dpkg database of a tree (disk image, tarball, directory or
+    image reference), written to `output` (replaced if there) when given."""
+    text = os.fspath(target)
+    with open_tree(text, platform=_platform(platform), max_size=max_size) as tree:
+        created = str(tree.image.config.get("created") or "") if tree.image is not None else None
+        data = sbom_json(sbom_of_entries(text, tree.entries(), created=created))
+    if output is None:
+        return SbomResult(data)
+    from dockerify.trust.keys import write_new  # cryptography: not in the frontend image
+
+    path = Path(os.fspath(output))
+    write_new(path, data, 0o644, force=True)
+    return SbomResult(data, path)
+
+
+def attest_sbom(
+    image: str,
+    key: PathLike,
+    *,
+    password: str | bytes | None = None,
+    platform: str | Platform | None = None,
+    referrers: bool = False,
+    max_size: int = DEFAULT_MAX_SIZE,
+    insecure: bool | None = None,
+    ca_cert: str | None = None,
+    authfile: str | None = None,
+) -> AttestResult:
+    """Attach each platform's SBOM to `image` (a registry reference, oci:DIR[:TAG] or
+    oci-archive:FILE) as a cosign attestation signed with `key`: to its manifest and to the
+    root. An equal attestation with this key already there is not added again."""
+    from dockerify.registry.attestations import attest_sboms
+    from dockerify.registry.signing import signature_tag
+
+    key_path = os.fspath(key)
+    done = attest_sboms(
+        image,
+        key_path,
+        _platform(platform),
+        _registry_options(insecure, ca_cert, authfile),
+        referrers,
+        max_size=max_size,
+        password=lambda: _password(password, f"for {key_path}"),
+    )
+    return AttestResult(
+        tuple(
+            AttestedDigest(a.digest, a.added, "a referrer" if referrers else signature_tag(a.digest, "att"))
+            for a in done
+        )
+    )
+
+
+def verify_attestation(
+    image: str,
+    key: PathLike,
+    *,
+    type: str = "spdxjson",
+    recursive: bool = False,
+    insecure: bool | None = None,
+    ca_cert: str | None = None,
+    authfile: str | None = None,
+) -> AttestationVerifyResult:
+    """The predicates of `type` (spdxjson, cyclonedx, slsaprovenance, ... or a URI) attested for
+    `image`, each in an envelope `key` verifies; none raises VerificationError."""
+    from dockerify.registry.attestations import predicate_type
+    from dockerify.registry.attestations import verify_attestation as _verify_attestation
+
+    done = _verify_attestation(
+        image, os.fspath(key), predicate_type(type), recursive, _registry_options(insecure, ca_cert, authfile)
+    )
+    return AttestationVerifyResult(
+        tuple(VerifiedAttestation(v.digest, v.predicate_type, tuple(v.predicates)) for v in done)
+    )
 
 
 # ---------------------------------------------------------------- run and binfmt
@@ -543,38 +675,36 @@ def run(
     verify_key: str | None = None,
     mount_cwd: bool = True,
     rm: bool = True,
+    interactive: bool = False,
+    tty: bool | None = False,
 ) -> RunResult:
     """Run `command` in `image` (a daemon NAME[:TAG], or any image reference, loaded into the
-    daemon first) with the current directory at /mnt/host; its output is captured, not shown."""
+    daemon first; with `verify_key`, only once its signature verifies) with the current
+    directory at /mnt/host. Its output is captured, not shown, unless `tty` (None: when stdin is
+    a terminal) gives it a terminal; `interactive` passes stdin on."""
     daemon.cli()  # no docker CLI: say so before loading or verifying anything
-    ref = image_ref(image)
-    if ref.transport == "docker-daemon" and verify_key is None:
-        name = ref.path
-    else:
-        name = runner.load_verified(str(ref), verify_key, platform)
-    return runner.run_captured(
-        name,
+    done = runner.run_captured(
+        daemon_image(image, verify_key, platform),
         list(command),
         rm=rm,
-        interactive=False,
-        tty=False,
+        interactive=interactive,
+        tty=tty,
         workdir=workdir,
         mount_cwd=mount_cwd,
         platform=platform,
     )
+    return RunResult(done.image, done.platform, done.exit_code, done.output, done.errors)
 
 
-@dataclass(frozen=True)
-class BinfmtResult:
-    """Which foreign architectures the kernel can run through qemu-user; `ok` when the Pi's
-    (arm64 and arm) can."""
-
-    handlers: Mapping[str, bool] = field(default_factory=dict)
-
-    @property
-    def ok(self) -> bool:
-        return all(self.handlers.get(a, False) for a in ("arm64", "arm"))
+def daemon_image(image: str, verify_key: str | None = None, platform: str | None = None) -> str:
+    """The daemon's name for `image`: a daemon image as it is; any other image (or any image,
+    with `verify_key`, once its signature verifies) loaded into the daemon first."""
+    ref = image_ref(image)
+    if ref.transport == "docker-daemon" and verify_key is None:
+        return ref.path
+    return runner.load_verified(str(ref), verify_key, platform)
 
 
 def binfmt_status() -> BinfmtResult:
+    """Which foreign architectures have a qemu-user handler registered with the kernel."""
     return BinfmtResult(_frozen(runner.binfmt_status()))

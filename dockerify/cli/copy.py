@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 
 from dockerify import sdk
-from dockerify.cli.options import common, json_flag
+from dockerify.cli.options import common, json_flag, print_result
 
 log = logging.getLogger("dockerify")
 
@@ -21,18 +20,7 @@ def cmd_copy(args: argparse.Namespace) -> int:
         result.blobs_copied,
         result.blobs_skipped,
     )
-    if args.json:
-        info = {
-            "digest": result.root.digest,
-            "mediaType": result.root.media_type,
-            "manifests": [d.digest for d in result.manifests],
-            "blobs_copied": result.blobs_copied,
-            "blobs_skipped": result.blobs_skipped,
-            "bytes_copied": result.bytes_copied,
-        }
-        print(json.dumps(info, indent=2, sort_keys=True))
-    else:
-        print(result.root.digest)
+    print_result(result, args, result.root.digest, pretty=True)
     return 0
 
 

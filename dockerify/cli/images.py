@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import sys
 
 from dockerify import sdk
-from dockerify.build import BuildOptions, build
 from dockerify.chunking import DEFAULT_LAYERS
 from dockerify.cli.options import (
     common,
@@ -18,87 +16,61 @@ from dockerify.cli.options import (
     layer_count,
     max_size,
     parse_command,
+    platform_flag,
+    print_result,
     read_options,
     source_reading,
 )
 from dockerify.errors import DockerifyError
-from dockerify.oci.image import ImageOptions
-from dockerify.oci.refs import ImageRef, parse_ref
-from dockerify.platform import Platform
 
 log = logging.getLogger("dockerify")
 
 
-def default_compression(output: ImageRef) -> str:
-    # The daemon unpacks every layer it loads; compressing for it only costs time.
-    return "none" if output.transport == "docker-daemon" else "gzip"
-
-
 def cmd_build(args: argparse.Namespace) -> int:
-    sources: list[tuple[Platform | None, str]] = []
+    sources: list[tuple[str | None, str]] = []
     for item in args.sources:
         plat, sep, path = item.partition("=")
         if sep and "/" in plat and not os.path.exists(item):
-            sources.append((Platform.parse(plat), path))
+            sources.append((plat, path))
         else:
-            sources.append((Platform.parse(args.platform) if args.platform else None, item))
+            sources.append((args.platform, item))
     if args.platform and len(sources) > 1:
         raise DockerifyError("--platform applies to a single source; write several as PLATFORM=SOURCE")
-    name = args.tag or "pi:latest"
-    output = parse_ref(args.output) if args.output else parse_ref(f"docker-daemon:{name}")
-    image = ImageOptions(
-        env=tuple(args.env),
-        labels=tuple(args.label),
+    result = sdk.build(
+        sources,
+        args.output,
+        args.tag or "pi:latest",
+        env=args.env,
+        labels=args.label,
         cmd=args.cmd,
         entrypoint=args.entrypoint,
         workdir=args.workdir or "",
         user=args.user or "",
-        expose=tuple(args.expose),
-    )
-    opts = BuildOptions(
-        image=image,
-        compression=args.compression or default_compression(output),
-        epoch=BuildOptions.epoch_from_env(),
+        expose=args.expose,
+        compression=args.compression,
         pi_fixups=not args.no_pi_fixups,
         force=args.force,
+        dense=args.dense,
         max_size=args.max_size,
         read=read_options(args),
-        quiet=args.quiet,
-        sparse=not args.dense and output.transport not in ("docker-daemon", "docker-archive"),
         chunked=args.chunked,
+        quiet=args.quiet,
     )
-    result = build(sources, output, name, opts)
     default = "" if args.output else " (the default output; choose another with -t NAME or --output)"
-    log.info("image written to %s: %s%s", output, result.digest, default)
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "digest": result.digest,
-                    "manifests": [{"platform": p, "digest": d} for p, d in result.manifests],
-                }
-            )
-        )
-    else:
-        print(result.digest)
+    log.info("image written to %s: %s%s", result.output, result.digest, default)
+    print_result(result, args, result.digest)
     return 0
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
     result = sdk.inspect(args.target, platform=args.platform, max_size=args.max_size, read=read_options(args))
-    print(json.dumps(dict(result.info), indent=2, sort_keys=True) if args.json else result.text)
+    print_result(result, args, result.text, pretty=True)
     return 0
 
 
 def cmd_diff(args: argparse.Namespace) -> int:
     result = sdk.diff(args.a, args.b, platform=args.platform, max_size=args.max_size, read=read_options(args))
-    lines = list(result.lines)
-    if args.json:
-        entries = list(result.entries)
-        print(json.dumps({"a": args.a, "b": args.b, "entries": entries, "differences": lines}))
-    else:
-        for line in lines:
-            print(line)
+    print_result(result, args, "\n".join(result.lines) if result.lines else None)
     if result.identical and not args.quiet:
         print(f"no differences ({result.entries[0]} entries)", file=sys.stderr)
     return 0 if result.identical else 1
@@ -119,9 +91,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         "--output",
         help="oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE, docker-daemon:NAME or REGISTRY/REPO:TAG (default docker-daemon:NAME)",
     )
-    b.add_argument(
-        "--platform", help="os/arch[/variant]; overrides detection (a contradiction needs --force)"
-    )
+    platform_flag(b, "os/arch[/variant]; overrides detection (a contradiction needs --force)")
     b.add_argument("--force", action="store_true", help="accept a --platform that contradicts the content")
     b.add_argument(
         "--compression",
@@ -189,7 +159,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
         metavar="SOURCE|IMAGE",
         help="a disk image, tarball or directory, or an image reference (see README: how names are read)",
     )
-    i.add_argument("--platform", help="the platform to show when an image holds several")
+    platform_flag(i, "the platform to show when an image holds several")
     json_flag(i, "everything found")
     source_reading(i)
     max_size(i)
@@ -202,7 +172,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     )
     d.add_argument("a", metavar="A", help="the first tree: a source or an image reference")
     d.add_argument("b", metavar="B", help="the second tree")
-    d.add_argument("--platform", help="the platform to compare when an image holds several")
+    platform_flag(d, "the platform to compare when an image holds several")
     json_flag(d, "the differences")
     source_reading(d)
     max_size(d)

@@ -6,8 +6,10 @@ import argparse
 import json
 import shlex
 from collections.abc import Callable
+from typing import Any
 
 from dockerify.chunking import DEFAULT_LAYERS, MAX_LAYERS, MIN_LAYERS
+from dockerify.jsonable import Result
 from dockerify.sources import DEFAULT_MAX_SIZE
 from dockerify.sources.options import ReadOptions
 
@@ -117,3 +119,55 @@ def source_reading(p: argparse.ArgumentParser) -> None:
 
 def read_options(args: argparse.Namespace) -> ReadOptions:
     return ReadOptions(journal=not args.no_journal, verify_checksums=not args.ignore_checksums)
+
+
+def print_result(
+    result: Result, args: argparse.Namespace, text: str | None = None, pretty: bool = False
+) -> None:
+    """The command's result on stdout: `result.to_json()` with --json, else `text` (if any)."""
+    if getattr(args, "json", False):
+        print(result.dumps(pretty))
+    elif text is not None:
+        print(text)
+
+
+def platform_flag(p: argparse.ArgumentParser, text: str) -> None:
+    p.add_argument("--platform", help=text)
+
+
+def registry_flags(p: argparse.ArgumentParser) -> None:
+    """--insecure, --ca-cert and --authfile, on the commands that talk to a registry."""
+    p.add_argument(
+        "--insecure",
+        action="store_true",
+        help="allow plain HTTP and unverified TLS for any registry (loopback registries may use HTTP anyway)",
+    )
+    p.add_argument("--ca-cert", metavar="FILE", help="CA certificate(s) to verify the registry's TLS with")
+    authfile_flag(p)
+
+
+def authfile_flag(p: argparse.ArgumentParser, verb: str | None = None) -> None:
+    if verb is None:
+        text = (
+            "registry login file (auth.json or config.json) to search first, as skopeo's --authfile "
+            "(default: $REGISTRY_AUTH_FILE, then Podman's and Docker's usual files)"
+        )
+    else:
+        text = (
+            f"{verb} FILE (auth.json or config.json), as skopeo's --authfile "
+            "(default: $REGISTRY_AUTH_FILE, else Docker's config.json)"
+        )
+    p.add_argument("--authfile", metavar="FILE", help=text)
+
+
+def chunk_flag(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--chunk-size", type=parse_size, metavar="SIZE", help="upload chunk size (default 128M)")
+
+
+def registry_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The registry flags as the SDK's keywords (`insecure`, `ca_cert`, `authfile`)."""
+    return {
+        "insecure": True if getattr(args, "insecure", False) else None,
+        "ca_cert": getattr(args, "ca_cert", None),
+        "authfile": getattr(args, "authfile", None),
+    }

@@ -5,53 +5,26 @@ from __future__ import annotations
 
 import argparse
 import getpass
-import json
 import logging
 import sys
-from pathlib import Path
-from typing import TYPE_CHECKING
 
-from dockerify.cli.options import common, json_flag, max_size, parse_size
+from dockerify import sdk
+from dockerify.cli.options import (
+    authfile_flag,
+    chunk_flag,
+    common,
+    json_flag,
+    key_value,
+    max_size,
+    platform_flag,
+    print_result,
+    registry_flags,
+    registry_options,
+)
 from dockerify.errors import DockerifyError
 from dockerify.oci.model import SDCARD_ARTIFACT_TYPE
-from dockerify.platform import Platform
-from dockerify.progress import Progress
-from dockerify.trees import open_tree
-from dockerify.trust.sbom import sbom_json, sbom_of_entries
-
-if TYPE_CHECKING:
-    from dockerify.registry.client import Options
-
-# The registry client and the signing keys need oras, requests and cryptography, which the
-# frontend image does not have: the commands that use them import them.
 
 log = logging.getLogger("dockerify")
-
-
-def _options(args: argparse.Namespace) -> Options:
-    from dockerify.registry.client import Options
-
-    return Options.from_env(
-        insecure=True if getattr(args, "insecure", False) else None,
-        ca_cert=getattr(args, "ca_cert", None),
-        chunk_size=getattr(args, "chunk_size", None),
-        authfile=getattr(args, "authfile", None),
-    )
-
-
-def _platform(args: argparse.Namespace) -> Platform | None:
-    return Platform.parse(args.platform) if getattr(args, "platform", None) else None
-
-
-def _progress(args: argparse.Namespace) -> Progress:
-    return Progress(quiet=args.quiet)
-
-
-def _annotation(text: str) -> tuple[str, str]:
-    key, sep, value = text.partition("=")
-    if not sep or not key:
-        raise argparse.ArgumentTypeError(f"expected KEY=VALUE, got {text!r}")
-    return key, value
 
 
 def _read_login(args: argparse.Namespace, registry: str) -> tuple[str, str]:
@@ -84,11 +57,17 @@ class _RefusePassword(argparse.Action):
 
 
 def cmd_login(args: argparse.Namespace) -> int:
-    from dockerify.registry.authfiles import normalize_registry
-    from dockerify.registry.login import login
+    from dockerify.registry.authfiles import normalize_registry  # the registry package: optional
 
     username, password = _read_login(args, normalize_registry(args.registry))
-    result = login(args.registry, username, password, authfile=args.authfile, options=_options(args))
+    result = sdk.login(
+        args.registry,
+        username,
+        password,
+        authfile=args.authfile,
+        insecure=True if args.insecure else None,
+        ca_cert=args.ca_cert,
+    )
     kept = f"by {result.helper}" if result.helper else f"in {result.path}"
     what = "an identity token" if result.identity_token else "the login"
     log.info("Login Succeeded: %s (%s kept %s)", result.registry, what, kept)
@@ -96,236 +75,134 @@ def cmd_login(args: argparse.Namespace) -> int:
 
 
 def cmd_logout(args: argparse.Namespace) -> int:
-    from dockerify.registry.authfiles import normalize_registry
-    from dockerify.registry.login import logout
-
-    registry = normalize_registry(args.registry)
-    if logout(args.registry, authfile=args.authfile):
-        log.info("Removed login credentials for %s", registry)
+    result = sdk.logout(args.registry, authfile=args.authfile)
+    if result.removed:
+        log.info("Removed login credentials for %s", result.registry)
     else:
-        log.info("Not logged in to %s", registry)
+        log.info("Not logged in to %s", result.registry)
     return 0
 
 
 def cmd_push(args: argparse.Namespace) -> int:
-    from dockerify.registry.copy import push_source
-    from dockerify.registry.transfer import TransferStats
-
-    stats = TransferStats()
-    root = push_source(
+    result = sdk.push(
         args.source,
         args.reference,
-        _platform(args),
-        _options(args),
-        _progress(args),
-        stats,
-        tuple(args.mount_from),
+        platform=args.platform,
+        mount_from=args.mount_from,
+        chunk_size=args.chunk_size,
+        quiet=args.quiet,
+        **registry_options(args),
     )
     if not args.quiet:
-        print(f"dockerify: {stats.line('pushed')}", file=sys.stderr)
-    if args.json:
-        print(
-            json.dumps(
-                {"digest": root.digest, "mediaType": root.media_type, "size": root.size, **stats.to_json()}
-            )
-        )
-    else:
-        print(root.digest)
+        print(f"dockerify: {result.transfer.line('pushed')}", file=sys.stderr)
+    print_result(result, args, result.digest)
     return 0
 
 
 def cmd_pull(args: argparse.Namespace) -> int:
-    from dockerify.registry.copy import pull
-    from dockerify.registry.transfer import TransferStats
-
-    stats = TransferStats()
-    root, manifests = pull(
-        args.reference, args.dest, _platform(args), _options(args), _progress(args), args.verify_key, stats
+    result = sdk.pull(
+        args.reference,
+        args.dest,
+        platform=args.platform,
+        verify_key=args.verify_key,
+        quiet=args.quiet,
+        **registry_options(args),
     )
     if not args.quiet:
-        print(f"dockerify: {stats.line('pulled')}", file=sys.stderr)
-    if args.json:
-        print(
-            json.dumps(
-                {
-                    "digest": root.digest,
-                    "manifests": [{"platform": str(d.platform), "digest": d.digest} for d in manifests],
-                    **stats.to_json(),
-                }
-            )
-        )
-    else:
-        print(root.digest)
+        print(f"dockerify: {result.transfer.line('pulled')}", file=sys.stderr)
+    print_result(result, args, result.digest)
     return 0
 
 
 def cmd_push_artifact(args: argparse.Namespace) -> int:
-    from dockerify.registry.artifact import push_artifact
-
-    desc = push_artifact(
+    result = sdk.push_artifact(
         args.file,
         args.reference,
-        args.artifact_type,
-        dict(args.annotation),
-        _platform(args),
-        args.media_type,
-        args.title,
-        options=_options(args),
-        progress=_progress(args),
+        artifact_type=args.artifact_type,
+        annotations=args.annotation,
+        platform=args.platform,
+        media_type=args.media_type,
+        title=args.title,
+        chunk_size=args.chunk_size,
+        quiet=args.quiet,
+        **registry_options(args),
     )
-    print(
-        json.dumps({"digest": desc.digest, "artifactType": desc.artifact_type}) if args.json else desc.digest
-    )
+    print_result(result, args, result.digest)
     return 0
 
 
 def cmd_pull_artifact(args: argparse.Namespace) -> int:
-    from dockerify.registry.artifact import pull_artifact
-
-    path, manifest = pull_artifact(args.reference, args.dest, _options(args), _progress(args))
-    if args.json:
-        print(json.dumps({"path": str(path), "artifactType": manifest.get("artifactType", "")}))
-    else:
-        print(path)
+    result = sdk.pull_artifact(args.reference, args.dest, quiet=args.quiet, **registry_options(args))
+    print_result(result, args, str(result.path))
     return 0
 
 
 def cmd_keygen(args: argparse.Namespace) -> int:
-    from dockerify.registry.signing import read_password
-    from dockerify.trust.keys import Algorithm, KeyFormat, keygen
-
-    password = read_password("for the new private key", confirm=True)
-    fmt, algorithm = KeyFormat(args.format), Algorithm(args.algorithm)
-    key, pub = keygen(args.output_key_prefix, password, force=args.force, fmt=fmt, algorithm=algorithm)
-    log.info("private key (%s format) written to %s, public key to %s", fmt.value, key, pub)
-    if args.json:
-        print(
-            json.dumps({"key": str(key), "pub": str(pub), "format": fmt.value, "algorithm": algorithm.value})
-        )
-    else:
-        print(pub)
+    result = sdk.keygen(
+        args.output_key_prefix, force=args.force, format=args.format, algorithm=args.algorithm
+    )
+    log.info("private key (%s format) written to %s, public key to %s", result.format, result.key, result.pub)
+    print_result(result, args, str(result.pub))
     return 0
 
 
 def cmd_sign(args: argparse.Namespace) -> int:
-    from dockerify.registry.signing import sign, signature_tag
-
-    done = []
-    for signed in sign(
-        args.reference, args.key, args.recursive, _options(args), args.identity, referrers=args.referrers
-    ):
-        where = "a referrer" if args.referrers else signature_tag(signed.digest)
+    result = sdk.sign(
+        args.reference,
+        args.key,
+        recursive=args.recursive,
+        identity=args.identity,
+        referrers=args.referrers,
+        **registry_options(args),
+    )
+    for signed in result.signed:
         if signed.added:
-            log.info("signed %s (%s)", signed.digest, where)
+            log.info("signed %s (%s)", signed.digest, signed.stored)
         else:
-            log.info("%s: already signed with this key (%s); nothing added", signed.digest, where)
-        if args.json:
-            done.append({"digest": signed.digest, "added": signed.added, "stored": where})
-        else:
-            print(signed.digest)
-    if args.json:
-        print(json.dumps(done))
+            log.info("%s: already signed with this key (%s); nothing added", signed.digest, signed.stored)
+    print_result(result, args, "\n".join(result.digests))
     return 0
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from dockerify.registry.signing import verify
-
-    results = verify(args.reference, args.key, args.recursive, _options(args))
-    if args.json:
-        print(
-            json.dumps(
-                [
-                    {"digest": r.digest, "docker-reference": r.docker_reference, "signatures": r.signatures}
-                    for r in results
-                ]
-            )
-        )
-    else:
-        for r in results:
-            print(f"{r.digest} verified")
+    result = sdk.verify(args.reference, args.key, recursive=args.recursive, **registry_options(args))
+    print_result(result, args, "\n".join(f"{d} verified" for d in result.digests))
     return 0
 
 
 def cmd_sbom(args: argparse.Namespace) -> int:
-    from dockerify.registry.attestations import attest_sboms
-    from dockerify.registry.signing import signature_tag
-    from dockerify.trust.keys import write_new
-
-    platform = Platform.parse(args.platform) if args.platform else None
     if args.attest:
         if not args.key:
             raise DockerifyError("--attest signs the SBOM and needs --key", hint="pass --key KEY")
-
-        for done in attest_sboms(
-            args.target, args.key, platform, _options(args), args.referrers, max_size=args.max_size
-        ):
-            where = "a referrer" if args.referrers else signature_tag(done.digest, "att")
-            log.info(
-                "%s: %s",
-                done.digest,
-                f"SBOM attested ({where})" if done.added else "already attested; nothing added",
-            )
-            print(done.digest)
+        attested = sdk.attest_sbom(
+            args.target,
+            args.key,
+            platform=args.platform,
+            referrers=args.referrers,
+            max_size=args.max_size,
+            **registry_options(args),
+        )
+        for done in attested.attested:
+            what = f"SBOM attested ({done.stored})" if done.added else "already attested; nothing added"
+            log.info("%s: %s", done.digest, what)
+        print_result(attested, args, "\n".join(attested.digests))
         return 0
-
-    with open_tree(args.target, platform=platform, max_size=args.max_size) as tree:
-        created = str(tree.image.config.get("created") or "") if tree.image is not None else None
-        data = sbom_json(sbom_of_entries(args.target, tree.entries(), created=created))
-    if args.output:
-        write_new(Path(args.output), data, 0o644, force=True)
-    else:
-        sys.stdout.buffer.write(data)
+    result = sdk.sbom(args.target, args.output, platform=args.platform, max_size=args.max_size)
+    if result.output is None:
+        sys.stdout.buffer.write(result.data)
     return 0
 
 
 def cmd_verify_attestation(args: argparse.Namespace) -> int:
-    from dockerify.registry.attestations import predicate_type, verify_attestation
-
-    results = verify_attestation(
-        args.reference, args.key, predicate_type(args.type), args.recursive, _options(args)
+    result = sdk.verify_attestation(
+        args.reference, args.key, type=args.type, recursive=args.recursive, **registry_options(args)
     )
-    if args.json:
-        print(
-            json.dumps(
-                [
-                    {"digest": r.digest, "predicateType": r.predicate_type, "predicates": r.predicates}
-                    for r in results
-                ]
-            )
-        )
-    else:
-        for r in results:
-            print(f"{r.digest} verified ({len(r.predicates)} {r.predicate_type} attestation(s))")
+    lines = [
+        f"{v.digest} verified ({len(v.predicates)} {v.predicate_type} attestation(s))"
+        for v in result.verified
+    ]
+    print_result(result, args, "\n".join(lines))
     return 0
-
-
-def _registry_flags(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--insecure",
-        action="store_true",
-        help="allow plain HTTP and unverified TLS for any registry (loopback registries may use HTTP anyway)",
-    )
-    p.add_argument("--ca-cert", metavar="FILE", help="CA certificate(s) to verify the registry's TLS with")
-    _authfile_flag(p)
-
-
-def _authfile_flag(p: argparse.ArgumentParser, verb: str | None = None) -> None:
-    if verb is None:
-        text = (
-            "registry login file (auth.json or config.json) to search first, as skopeo's --authfile "
-            "(default: $REGISTRY_AUTH_FILE, then Podman's and Docker's usual files)"
-        )
-    else:
-        text = (
-            f"{verb} FILE (auth.json or config.json), as skopeo's --authfile "
-            "(default: $REGISTRY_AUTH_FILE, else Docker's config.json)"
-        )
-    p.add_argument("--authfile", metavar="FILE", help=text)
-
-
-def _chunk_flag(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--chunk-size", type=parse_size, metavar="SIZE", help="upload chunk size (default 128M)")
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -345,7 +222,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
             default="docker.io",
             help="host[:port] of the registry (default: docker.io, Docker Hub)",
         )
-        _authfile_flag(p, "keep the login in" if name == "login" else "remove the login from")
+        authfile_flag(p, "keep the login in" if name == "login" else "remove the login from")
         if name == "login":
             p.add_argument("-u", "--username", metavar="USER", help="user name (asked for when not given)")
             p.add_argument("-p", "--password", action=_RefusePassword, help=argparse.SUPPRESS)
@@ -374,7 +251,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="the image to push: oci:, oci-archive:, docker-archive:, a daemon NAME or a registry",
     )
     p.add_argument("reference", metavar="REF", help="REGISTRY/REPO[:TAG]")
-    p.add_argument("--platform", help="push only this platform of a multi-platform image")
+    platform_flag(p, "push only this platform of a multi-platform image")
     p.add_argument(
         "--mount-from",
         action="append",
@@ -384,8 +261,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "they are mounted, not uploaded",
     )
     json_flag(p)
-    _registry_flags(p)
-    _chunk_flag(p)
+    registry_flags(p)
+    chunk_flag(p)
     max_size(p)
     common(p)
     p.set_defaults(func=cmd_push)
@@ -400,14 +277,14 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         metavar="DEST",
         help="oci:DIR[:TAG], oci-archive:FILE, docker-archive:FILE or docker-daemon:NAME",
     )
-    p.add_argument("--platform", help="pull only this platform of a multi-platform image")
+    platform_flag(p, "pull only this platform of a multi-platform image")
     p.add_argument(
         "--verify-key",
         metavar="PUB",
         help="refuse the image unless its signature verifies with this public key",
     )
     json_flag(p)
-    _registry_flags(p)
+    registry_flags(p)
     max_size(p)
     common(p)
     p.set_defaults(func=cmd_pull)
@@ -425,11 +302,11 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--annotation",
         action="append",
         default=[],
-        type=_annotation,
+        type=key_value,
         metavar="K=V",
         help="a manifest annotation (repeatable)",
     )
-    p.add_argument("--platform", help="the platform the file is for (an annotation)")
+    platform_flag(p, "the platform the file is for (an annotation)")
     p.add_argument("--title", help="file name recorded in the artifact (default: FILE's name)")
     p.add_argument(
         "--media-type",
@@ -437,8 +314,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "with the compression as a suffix, e.g. +xz)",
     )
     json_flag(p)
-    _registry_flags(p)
-    _chunk_flag(p)
+    registry_flags(p)
+    chunk_flag(p)
     common(p)
     p.set_defaults(func=cmd_push_artifact)
 
@@ -446,7 +323,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("reference", metavar="REF", help="HOST/REPO[:TAG|@DIGEST] of the artifact")
     p.add_argument("dest", metavar="DEST", help="a file name, or a directory to use the artifact's title")
     json_flag(p)
-    _registry_flags(p)
+    registry_flags(p)
     common(p)
     p.set_defaults(func=cmd_pull_artifact)
 
@@ -475,9 +352,13 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     common(p)
     p.set_defaults(func=cmd_keygen)
 
-    p = sub.add_parser("sign", help="sign an image (registry or oci:DIR) in cosign's format")
+    p = sub.add_parser(
+        "sign", help="sign an image (registry, oci:DIR or oci-archive:FILE) in cosign's format"
+    )
     p.add_argument(
-        "reference", metavar="REF", help="the image: HOST/REPO[:TAG], oci:DIR[:TAG] or a layout's path"
+        "reference",
+        metavar="REF",
+        help="the image: HOST/REPO[:TAG], oci:DIR[:TAG], oci-archive:FILE[:TAG] or a layout's path",
     )
     p.add_argument(
         "--key",
@@ -498,7 +379,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         help="docker-reference to write in the payload (default: the repository)",
     )
     json_flag(p, "the manifests signed")
-    _registry_flags(p)
+    registry_flags(p)
     common(p)
     p.set_defaults(func=cmd_sign)
 
@@ -509,7 +390,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--key", required=True, metavar="PUB", help="public key (PEM)")
     p.add_argument("--recursive", action="store_true", help="also verify every platform manifest of an index")
     json_flag(p)
-    _registry_flags(p)
+    registry_flags(p)
     common(p)
     p.set_defaults(func=cmd_verify)
 
@@ -521,7 +402,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument(
         "target", metavar="SOURCE|IMAGE", help="a disk image, tarball or directory, or an image (see README)"
     )
-    p.add_argument("--platform", help="the platform of an image that holds several")
+    platform_flag(p, "the platform of an image that holds several")
     p.add_argument("-o", "--output", metavar="FILE", help="write the SBOM here instead of stdout")
     p.add_argument(
         "--attest",
@@ -530,7 +411,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--key", metavar="KEY", help="private key to sign the attestation with")
     p.add_argument("--referrers", action="store_true", help="attach it as an OCI 1.1 referrer instead")
-    _registry_flags(p)
+    registry_flags(p)
     max_size(p)
     common(p)
     p.set_defaults(func=cmd_sbom)
@@ -547,6 +428,6 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     p.add_argument("--recursive", action="store_true", help="also verify every platform manifest of an index")
     json_flag(p, "the verified predicates")
-    _registry_flags(p)
+    registry_flags(p)
     common(p)
     p.set_defaults(func=cmd_verify_attestation)

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import json
 import logging
 import sys
 
 from dockerify import daemon, sdk
-from dockerify.cli.options import common, json_flag
-from dockerify.oci.refs import image_ref
-from dockerify.runner import interactive_shell, load_verified, run_captured, run_container
+from dockerify.cli.options import common, json_flag, platform_flag, print_result
+from dockerify.runner import interactive_shell
 
 log = logging.getLogger("dockerify")
 
@@ -19,48 +16,33 @@ BINFMT_HINT = "apt-get install qemu-user-static binfmt-support; update-binfmts -
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    daemon.cli()  # no docker CLI: say so before pulling or verifying anything
-    image = _daemon_image(args)
-    if getattr(args, "json", False):
-        result = run_captured(
-            image,
-            args.command,
-            rm=not args.no_rm,
-            interactive=not args.no_interactive,
-            tty=False,  # the output goes into the JSON, not to a terminal
-            workdir=args.workdir,
-            platform=args.platform,
-        )
-        print(json.dumps(dataclasses.asdict(result)))
-        return result.exit_code
-    return run_container(
-        image,
+    as_json = getattr(args, "json", False)
+    result = sdk.run(
+        args.image,
         args.command,
-        rm=not args.no_rm,
-        interactive=not args.no_interactive,
         workdir=args.workdir,
         platform=args.platform,
+        verify_key=args.verify_key,
+        rm=not args.no_rm,
+        interactive=not args.no_interactive,
+        tty=False if as_json else None,  # with --json the output goes into the JSON, not to a terminal
     )
-
-
-def _daemon_image(args: argparse.Namespace) -> str:
-    """The daemon's name for IMAGE: a daemon image as it is; any other image (or any image with
-    --verify-key) loaded into the daemon first."""
-    ref = image_ref(args.image)
-    if ref.transport == "docker-daemon" and not args.verify_key:
-        return ref.path
-    return load_verified(str(ref), args.verify_key, args.platform)
+    if as_json:
+        print(result.dumps())
+        return result.exit_code
+    # Without a TTY the output comes back captured: show it as the command wrote it.
+    if result.output:
+        sys.stdout.write(result.output if result.output.endswith("\n") else result.output + "\n")
+    if result.errors:
+        sys.stderr.write(result.errors)
+    return result.exit_code
 
 
 def cmd_binfmt(args: argparse.Namespace) -> int:
     result = sdk.binfmt_status()
-    ok = result.ok
-    if args.json:
-        print(json.dumps({"handlers": dict(result.handlers), "ok": ok}))
-    else:
-        for arch, enabled in result.handlers.items():
-            print(f"{arch:8} {'enabled' if enabled else 'missing'}")
-    if not ok:
+    text = "\n".join(f"{arch:8} {'enabled' if on else 'missing'}" for arch, on in result.handlers.items())
+    print_result(result, args, text or None)
+    if not result.ok:
         print(f"hint: {BINFMT_HINT}", file=sys.stderr)
         return 1
     return 0
@@ -70,7 +52,7 @@ def _run_args(p: argparse.ArgumentParser, default_image: str | None) -> None:
     p.add_argument("--no-rm", "--keep", dest="no_rm", action="store_true", help="keep the container")
     p.add_argument("--no-interactive", action="store_true", help="no stdin (and no TTY) for the container")
     p.add_argument("--workdir", help="working directory (default /mnt/host, the current directory)")
-    p.add_argument("--platform", help="override the image's own platform")
+    platform_flag(p, "override the image's own platform")
     p.add_argument(
         "--verify-key",
         metavar="KEY.pub",
@@ -117,7 +99,8 @@ def pi_parser() -> argparse.ArgumentParser:
 
     def run(args: argparse.Namespace) -> int:
         daemon.cli()
-        args.image = _daemon_image(args)  # what runs (and is looked into for a shell) is what was verified
+        # what runs (and is looked into for a shell) is what was verified
+        args.image = sdk.daemon_image(args.image, args.verify_key, args.platform)
         args.verify_key = None
         if not args.command:
             args.command, note = interactive_shell(args.image, args.platform)

@@ -97,7 +97,7 @@ def write_stream(
         raise
 
 
-def _compressed(archive: str) -> bool:
+def is_compressed(archive: str) -> bool:
     with open(archive, "rb") as f:
         return sniff(f) != "none"
 
@@ -107,7 +107,7 @@ def safe_extract(archive: str, dest: Path, max_size: int = DEFAULT_MAX_SIZE) -> 
     archive is read through the bounded decompressor: past `max_size` bytes it is refused."""
     try:
         with contextlib.ExitStack() as stack:
-            if _compressed(archive):
+            if is_compressed(archive):
                 stream = stack.enter_context(open_stream(archive, max_size))
                 tar = stack.enter_context(tarfile.open(fileobj=stream, mode="r|"))
             else:

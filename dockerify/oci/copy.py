@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from dockerify.errors import DockerifyError, NotFound
+from dockerify.jsonable import Result
 from dockerify.oci.graph import walk
 from dockerify.oci.mediatype import is_index
 from dockerify.oci.model import OCI_INDEX, Descriptor, ImageConfig, Index, parse_json_object, sha256_digest
@@ -28,7 +29,7 @@ log = logging.getLogger("dockerify")
 
 
 @dataclass(frozen=True)
-class CopyResult:
+class CopyResult(Result):
     root: Descriptor
     manifests: tuple[Descriptor, ...]
     blobs_copied: int
@@ -36,6 +37,17 @@ class CopyResult:
     bytes_copied: int
     bytes_skipped: int = 0
     blobs_mounted: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        """What `dockerify copy --json` prints."""
+        return {
+            "digest": self.root.digest,
+            "mediaType": self.root.media_type,
+            "manifests": [d.digest for d in self.manifests],
+            "blobs_copied": self.blobs_copied,
+            "blobs_skipped": self.blobs_skipped,
+            "bytes_copied": self.bytes_copied,
+        }
 
 
 class Counter(Protocol):

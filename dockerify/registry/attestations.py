@@ -29,6 +29,7 @@ from dockerify.registry.signing import (
     Fetch,
     VerificationError,
     attach,
+    check_signable,
     find_all,
     load_private_key,
     load_public_key,
@@ -91,10 +92,12 @@ def attest_sboms(
     options: Options | None = None,
     referrers: bool = False,
     max_size: int = DEFAULT_MAX_SIZE,
+    password: Callable[[], bytes] | None = None,
 ) -> list[Attested]:
     """Make each platform's SBOM and attach it to that platform's manifest, and to the root
     (an index gets one attestation layer per platform)."""
-    key = load_private_key(key_path)  # fail on a bad key or password before the long part
+    check_signable(text, "attest")
+    key = load_private_key(key_path, password)  # fail on a bad key or password before the long part
     root, docs = sboms(text, platform, max_size)
     done = []
     for desc, doc in docs:
@@ -116,6 +119,7 @@ def attest(
 ) -> list[Attested]:
     """Attach `predicate` as a signed attestation to the image `text` names (its root, or the
     manifests `subject_digests` lists); skip where an equal attestation with this key is there."""
+    check_signable(text, "attest")
     key = key or load_private_key(key_path, password)
     public = key.public()
     out = []
@@ -173,6 +177,7 @@ def verify_attestation(
 ) -> list[VerifiedAttestation]:
     """The predicates of `kind` attested for the image `text` names, each in an envelope that
     verifies with the public key and whose statement names the image's digest."""
+    check_signable(text, "verify")
     key = load_public_key(key_path)
     out = []
     with open_store(text, options) as store:

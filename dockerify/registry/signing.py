@@ -38,7 +38,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from dockerify.errors import CorruptInput, DockerifyError, NotFound
-from dockerify.oci.archive import safe_extract
+from dockerify.oci.archive import is_compressed, oci_archive_stream, safe_extract, write_stream
 from dockerify.oci.layout import Layout
 from dockerify.oci.mediatype import document_media_type, is_index
 from dockerify.oci.model import (
@@ -435,13 +435,33 @@ class LayoutStore:
         self.layout.write_index([*entries, desc])
 
 
+# Docker's two stores hold images as a config and its layers (a `docker save` manifest.json, the
+# daemon's image store), never OCI manifests: the manifest digest a signature names is made anew
+# each time the image is read or pushed (a push compresses the layers again), and a signature
+# manifest has nowhere to go.
+_DOCKER_STORES = ("docker-archive", "docker-daemon")
+
+
+def check_signable(text: str | ImageRef, what: str) -> ImageRef:
+    """The reference, or a refusal (before any key is read) of a store that cannot hold signatures."""
+    ref = image_ref(text) if isinstance(text, str) else text
+    if ref.transport in _DOCKER_STORES:
+        raise DockerifyError(
+            f"{ref}: a {ref.transport} image cannot hold signatures: Docker keeps a config and "
+            "layers per image, not the manifest a signature names (its digest is made anew on every "
+            "save or push), and has no place for a signature manifest",
+            hint=f"copy it to a layout or a registry first (dockerify copy {ref} oci:DIR) and {what} that",
+        )
+    return ref
+
+
 @contextlib.contextmanager
 def open_store(
     text: str | ImageRef, options: Options | None = None, writable: bool = False, identity: str | None = None
 ) -> Iterator[SignatureStore]:
-    """The signature store of an image reference: a registry, an oci: layout, or (read only)
-    an oci-archive."""
-    ref = image_ref(text) if isinstance(text, str) else text
+    """The signature store of an image reference: a registry, an oci: layout or an oci-archive
+    (extracted; when writable, the archive is replaced, atomically, only if something was added)."""
+    ref = check_signable(text, "sign" if writable else "verify")
     if ref.transport == "registry":
         r = parse_reference(ref.path)
         store = RegistryStore(RegistryClient(r, options), r)
@@ -450,17 +470,48 @@ def open_store(
         yield store
     elif ref.transport == "oci":
         yield LayoutStore(Layout.open(ref.path), ref.tag, str(ref), identity)
-    elif ref.transport == "oci-archive" and not writable:
-        with tempfile.TemporaryDirectory(prefix="dockerify-verify-") as tmp:
-            safe_extract(ref.path, Path(tmp))
-            yield LayoutStore(Layout.open(tmp), ref.tag, str(ref), identity)
+    elif ref.transport == "oci-archive":
+        with _archive_store(ref, writable, identity) as archived:
+            yield archived
     else:
-        what = "store" if writable else "hold"
         raise DockerifyError(
-            f"{ref}: a {ref.transport} image cannot {what} signatures",
-            hint="sign and verify a registry reference or an oci:DIR layout"
-            + ("" if writable else " (or an oci-archive)"),
+            f"{ref}: a {ref.transport} image cannot hold signatures",
+            hint="sign and verify a registry reference, an oci:DIR layout or an oci-archive:FILE",
         )
+
+
+@contextlib.contextmanager
+def _archive_store(ref: ImageRef, writable: bool, identity: str | None) -> Iterator[LayoutStore]:
+    path = Path(ref.path)
+    if not path.is_file():
+        raise NotFound(f"{ref}: no such file" if not path.exists() else f"{ref}: {path} is not a file")
+    if writable and is_compressed(str(path)):
+        raise DockerifyError(
+            f"{ref}: the archive is compressed; signing rewrites it and would drop the compression",
+            hint=f"decompress it first, or sign a layout: dockerify copy {ref} oci:DIR",
+        )
+    # Extract beside the archive when writing: the new archive is renamed over the old one.
+    where = path.resolve().parent if writable else None
+    with tempfile.TemporaryDirectory(
+        prefix=".dockerify-sign-" if writable else "dockerify-verify-", dir=where
+    ) as tmp:
+        safe_extract(str(path), Path(tmp))
+        layout = Layout.open(tmp)
+        before = (layout.root / "index.json").read_bytes()
+        store = LayoutStore(layout, ref.tag, str(ref), identity)
+        if identity is None:  # the archive's name, not the temporary directory's
+            store.docker_reference = _local_identity(str(path.with_suffix("")))
+        yield store
+        if writable and (layout.root / "index.json").read_bytes() != before:
+            mode = path.stat().st_mode & 0o7777
+            tmp_archive = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+            write_stream(oci_archive_stream(layout), tmp_archive)
+            try:
+                os.chmod(tmp_archive, mode)
+                os.replace(tmp_archive, path)
+            except BaseException:
+                tmp_archive.unlink(missing_ok=True)
+                raise
 
 
 # ---------------------------------------------------------------- attaching layers
@@ -617,8 +668,10 @@ def sign(
     password: Callable[[], bytes] | None = None,
     referrers: bool = False,
 ) -> list[Signed]:
-    """Sign the image `text` names (registry reference or oci:DIR[:TAG]); return the signed digests,
-    each saying whether a signature was added or an equal one was already there."""
+    """Sign the image `text` names (registry reference, oci:DIR[:TAG] or oci-archive:FILE[:TAG]);
+    return the signed digests, each saying whether a signature was added or an equal one was
+    already there."""
+    check_signable(text, "sign")  # before a password is asked for
     key = load_private_key(key_path, password)
     with open_store(text, options, writable=True, identity=identity) as store:
         return sign_store(store, key, recursive, referrers)
@@ -628,6 +681,7 @@ def verify(
     text: str, key_path: str, recursive: bool = False, options: Options | None = None
 ) -> list[Verified]:
     """Verify the image `text` names (and with `recursive` each platform manifest of its index)."""
+    check_signable(text, "verify")
     key = load_public_key(key_path)
     with open_store(text, options) as store:
         root = store.resolve()

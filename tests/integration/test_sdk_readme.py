@@ -30,15 +30,24 @@ EXPECTED = {
     "keygen": r"^/tmp/sdk-signer\.key /tmp/sdk-signer\.pub\n$",
     "sign": rf"^\('{DIGEST}',\)\n$",
     "verify": rf"^{DIGEST} verified\n$",
+    "sbom": r"^/tmp/sdk-pi\.spdx\.json SPDX-2\.3\n$",
+    "attest_sbom": rf"^\('{DIGEST}',\)\n$",
+    "verify_attestation": r"^https://spdx\.dev/Document\n$",
+    "push_artifact": r"^application/vnd\.dockerify\.sdcard\.v1\n/tmp/sdk-card-back\.img\.xz\n$",
+    "login": r"^127\.0\.0\.1:5000 /tmp/sdk-auth\.json\nTrue\n$",
     "run": r"^0 aarch64\nTrue\n$",
     "open_tree": r"^\d+ entries as on disk\nNotFound /tmp/sdk-no-such-card\.img: no such file\b.*\n$",
 }
 SDK_FUNCTIONS = {
     "build", "inspect", "diff", "export", "copy", "push", "pull",
     "sign", "verify", "keygen", "run", "binfmt_status",
+    "push_artifact", "pull_artifact", "sbom", "attest_sbom", "verify_attestation", "login", "logout",
 }  # fmt: skip
 # The paths the examples write, removed first so each run starts as a new user's would.
-OUTPUTS = ("sdk-pi", "sdk-card.img", "sdk-pi.tar", "sdk-pulled", "sdk-signer.key", "sdk-signer.pub")
+OUTPUTS = (
+    "sdk-pi", "sdk-card.img", "sdk-pi.tar", "sdk-pulled", "sdk-signer.key", "sdk-signer.pub",
+    "sdk-pi.spdx.json", "sdk-card-back.img.xz", "sdk-auth.json",
+)  # fmt: skip
 
 
 def sdk_blocks() -> list[str]:
