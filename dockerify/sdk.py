@@ -26,6 +26,7 @@ from dockerify.exporters.export import ExportOptions
 from dockerify.exporters.export import export as _export
 from dockerify.exporters.sink import Result
 from dockerify.inspect import inspect_target
+from dockerify.jsonable import Result as JsonResult
 from dockerify.limits import DEFAULT_MAX_SIZE
 from dockerify.oci import copy as _copy
 from dockerify.oci.copy import CopyResult
@@ -249,7 +250,7 @@ class PushedArtifact:
 
 
 @dataclass(frozen=True)
-class ExportResult:
+class ExportResult(JsonResult):
     """`output` is the path written; `result` the format's own typed result (rootfs-tar: TarResult,
     rootfs-dir: DirResult, sdcard: CardResult, initramfs: InitramfsResult, stage0: BundleResult);
     `info` the summary `dockerify export --json` prints (`to_json()`, read-only)."""

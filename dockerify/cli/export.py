@@ -4,13 +4,12 @@ BuildKit frontend with the same parser."""
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 from typing import Any
 
 from dockerify import sdk
-from dockerify.cli.options import common, max_size, mib, parse_command, parse_size
+from dockerify.cli.options import common, json_flag, max_size, mib, parse_command, parse_size, print_result
 from dockerify.errors import DockerifyError
 from dockerify.exporters import formats
 from dockerify.exporters.export import ExportOptions
@@ -37,10 +36,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     )
     if result.pushed is not None:
         log.info("pushed %s to %s as %s", result.output, result.pushed.reference, result.pushed.digest)
-    if args.json:
-        print(json.dumps(result.to_json(), indent=2, sort_keys=True))
-    else:
-        print(result.output)
+    print_result(result, args, result.output, pretty=True)
     return 0
 
 
@@ -130,7 +126,7 @@ def _export_parser(p: argparse.ArgumentParser) -> None:
         choices=("gzip", "xz", "zstd", "none"),
         help="compress the output (default: by the output name's suffix; initramfs: gzip)",
     )
-    p.add_argument("--json", action="store_true", help="print a JSON summary on stdout")
+    json_flag(p, "a summary of what was written")
     _add_sdcard_options(p)
     _add_initramfs_options(p)
 

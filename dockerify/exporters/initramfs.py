@@ -38,7 +38,7 @@ from dockerify.exporters.common import (
     run_config,
 )
 from dockerify.exporters.cpio import CpioStats, CpioWriter
-from dockerify.exporters.sink import EntrySource, read_once
+from dockerify.exporters.sink import EntrySource, Result, read_once
 from dockerify.oci.select import Image
 from dockerify.paths import require_file
 from dockerify.platform import Platform
@@ -102,7 +102,7 @@ class InitramfsFormatOptions(BootOptions):
 
 
 @dataclass(frozen=True)
-class InitramfsResult:
+class InitramfsResult(Result):
     FORMAT: ClassVar[str] = "initramfs"
     path: str
     compression: str

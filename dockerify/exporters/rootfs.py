@@ -29,7 +29,7 @@ from dockerify.exporters.common import (
     display,
     make_parents,
 )
-from dockerify.exporters.sink import EntrySource, read_once
+from dockerify.exporters.sink import EntrySource, Result, read_once
 from dockerify.oci.select import Image
 from dockerify.oci.tarwriter import END_OF_ARCHIVE, entry_blocks
 
@@ -42,7 +42,7 @@ class RootfsTarOptions:
 
 
 @dataclass(frozen=True)
-class TarResult:
+class TarResult(Result):
     FORMAT: ClassVar[str] = "rootfs-tar"
     path: str
     entries: int
@@ -118,7 +118,7 @@ class RootfsDirOptions:
 
 
 @dataclass(frozen=True)
-class DirResult:
+class DirResult(Result):
     FORMAT: ClassVar[str] = "rootfs-dir"
     path: str
     entries: int

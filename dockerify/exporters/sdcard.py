@@ -57,7 +57,7 @@ from dockerify.exporters.ext4img import (
 from dockerify.exporters.ext4populate import Unsupported
 from dockerify.exporters.ext4times import settle_ctimes
 from dockerify.exporters.fatimg import FatSpec, check_names, cluster_for, make_fat, needed_size
-from dockerify.exporters.sink import EntrySource
+from dockerify.exporters.sink import EntrySource, Result
 from dockerify.oci.select import Image
 from dockerify.run import check_tool, run
 from dockerify.sources.disk import parse_fstab
@@ -94,7 +94,7 @@ class CardOptions:
 
 
 @dataclass(frozen=True)
-class CardResult:
+class CardResult(Result):
     FORMAT: ClassVar[str] = "sdcard"
     path: str
     table: str

@@ -14,6 +14,7 @@ import dataclasses
 from collections.abc import Callable, Iterable
 from typing import Any, Protocol, TypeVar
 
+from dockerify import jsonable
 from dockerify.entry import Entry
 from dockerify.oci.select import Image
 
@@ -27,13 +28,14 @@ def read_once(entries: EntrySource) -> Iterable[Entry]:
     return entries() if callable(entries) else entries
 
 
-class Result(Protocol):
-    """What a format wrote: `to_json()` is the summary `--json` prints (plain JSON values)."""
+class Result(jsonable.Result):
+    """What a format wrote (a frozen dataclass with a `path` field): `to_json()` is the summary
+    `--json` prints (plain JSON values), as every command's result."""
 
-    @property
-    def path(self) -> str: ...
+    path: str
 
-    def to_json(self) -> dict[str, Any]: ...
+    def to_json(self) -> dict[str, Any]:
+        raise NotImplementedError
 
 
 Opts = TypeVar("Opts")

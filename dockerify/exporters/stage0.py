@@ -34,7 +34,7 @@ from dockerify.errors import DockerifyError, NotFound
 from dockerify.exporters.common import atomic_dir, run_config
 from dockerify.exporters.initramfs import BootOptions, InitramfsOptions, write_initramfs
 from dockerify.exporters.kernel import GiB, MiB, check_elf, extract_vmlinux, identify, read_kernel
-from dockerify.exporters.sink import EntrySource, read_once
+from dockerify.exporters.sink import EntrySource, Result, read_once
 from dockerify.oci.select import Image
 from dockerify.paths import require_file
 
@@ -65,7 +65,7 @@ class Stage0FormatOptions(BootOptions):
 
 
 @dataclass(frozen=True)
-class BundleResult:
+class BundleResult(Result):
     FORMAT: ClassVar[str] = "stage0"
     path: str
     manifest: dict[str, Any]
