@@ -14,6 +14,7 @@ from typing import Any
 from dockerify import build, runner
 from dockerify.inspect import render
 from dockerify.jsonable import Result
+from dockerify.registry.transfer import TransferCounts
 
 __all__ = [
     "ArtifactPulled",
@@ -88,34 +89,6 @@ class DiffResult(Result):
 
 
 # ---------------------------------------------------------------- push and pull
-
-
-@dataclass(frozen=True)
-class TransferCounts(Result):
-    """What crossed the network and what the other side already had."""
-
-    bytes_moved: int
-    blobs_moved: int
-    blobs_skipped: int
-    bytes_skipped: int
-    blobs_mounted: int
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "bytes_moved": self.bytes_moved,
-            "blobs_moved": self.blobs_moved,
-            "blobs_skipped": self.blobs_skipped,
-            "bytes_skipped": self.bytes_skipped,
-            "blobs_mounted": self.blobs_mounted,
-        }
-
-    def line(self, verb: str) -> str:
-        """The summary push and pull show on stderr."""
-        mounted = f", {self.blobs_mounted} mounted" if self.blobs_mounted else ""
-        return (
-            f"{verb} {self.bytes_moved} bytes in {self.blobs_moved} blob(s); "
-            f"{self.blobs_skipped} blob(s) ({self.bytes_skipped} bytes) already there{mounted}"
-        )
 
 
 @dataclass(frozen=True)
@@ -218,13 +191,20 @@ class KeygenResult(Result):
 
 
 @dataclass(frozen=True)
-class SignedDigest(Result):
+class _StoredFor(Result):
+    """A signature or attestation written for one manifest digest."""
+
     digest: str
-    added: bool  # False when an equal signature was already there
-    stored: str = ""  # the signature's tag (sha256-<hex>.sig), or "a referrer"
+    added: bool  # False when an equal one (same key) was already there
+    stored: str = ""  # its tag (sha256-<hex>.sig / .att), or "a referrer"
 
     def to_json(self) -> dict[str, Any]:
         return {"digest": self.digest, "added": self.added, "stored": self.stored}
+
+
+@dataclass(frozen=True)
+class SignedDigest(_StoredFor):
+    """A signature written for one manifest digest."""
 
 
 @dataclass(frozen=True)
@@ -284,13 +264,8 @@ class SbomResult(Result):
 
 
 @dataclass(frozen=True)
-class AttestedDigest(Result):
-    digest: str
-    added: bool  # False when an equal attestation with this key was already there
-    stored: str = ""  # the attestation's tag (sha256-<hex>.att), or "a referrer"
-
-    def to_json(self) -> dict[str, Any]:
-        return {"digest": self.digest, "added": self.added, "stored": self.stored}
+class AttestedDigest(_StoredFor):
+    """An SBOM attestation written for one manifest digest."""
 
 
 @dataclass(frozen=True)

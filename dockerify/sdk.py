@@ -16,7 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from dockerify import daemon, runner
+from dockerify import daemon, results, runner
 from dockerify.build import BuildOptions
 from dockerify.build import build as build_image
 from dockerify.diff import compare, records
@@ -34,6 +34,10 @@ from dockerify.oci.image import ImageOptions
 from dockerify.oci.refs import ImageRef, image_ref, parse_ref
 from dockerify.platform import Platform
 from dockerify.progress import Progress
+
+# Every result type, re-exported through results.__all__ (a new one needs no edit here); the
+# ones this module builds are imported by name below as well.
+from dockerify.results import *  # noqa: F403
 from dockerify.results import (
     ArtifactPulled,
     ArtifactPushed,
@@ -53,7 +57,6 @@ from dockerify.results import (
     SbomResult,
     SignedDigest,
     SignResult,
-    TransferCounts,
     VerifiedAttestation,
     VerifiedDigest,
     VerifyResult,
@@ -66,31 +69,11 @@ from dockerify.trust.sbom import sbom_json, sbom_of_entries
 if TYPE_CHECKING:
     from dockerify.registry.client import Options
 
+# Every result type (dockerify/results.py) and the two made beside their code, then the functions.
 __all__ = [
-    "ArtifactPulled",
-    "ArtifactPushed",
-    "AttestResult",
-    "AttestationVerifyResult",
-    "AttestedDigest",
-    "BinfmtResult",
-    "BuildResult",
+    *results.__all__,
     "CopyResult",
-    "DiffResult",
     "ExportResult",
-    "InspectResult",
-    "KeygenResult",
-    "LoginResult",
-    "LogoutResult",
-    "PullResult",
-    "PushResult",
-    "RunResult",
-    "SbomResult",
-    "SignResult",
-    "SignedDigest",
-    "TransferCounts",
-    "VerifiedAttestation",
-    "VerifiedDigest",
-    "VerifyResult",
     "attest_sbom",
     "binfmt_status",
     "build",
@@ -337,12 +320,6 @@ def _registry_options(
     return Options.from_env(insecure=insecure, ca_cert=ca_cert, authfile=authfile, chunk_size=chunk_size)
 
 
-def _counts(stats: Any) -> TransferCounts:
-    return TransferCounts(
-        stats.bytes_moved, stats.blobs_moved, stats.blobs_skipped, stats.bytes_skipped, stats.blobs_mounted
-    )
-
-
 def push(
     source: str,
     reference: str,
@@ -370,7 +347,7 @@ def push(
         stats,
         tuple(mount_from),
     )
-    return PushResult(root.digest, root.media_type, root.size, _counts(stats))
+    return PushResult(root.digest, root.media_type, root.size, stats.counts())
 
 
 def pull(
@@ -400,7 +377,7 @@ def pull(
         verify_key,
         stats,
     )
-    return PullResult(root.digest, tuple((str(d.platform), d.digest) for d in manifests), _counts(stats))
+    return PullResult(root.digest, tuple((str(d.platform), d.digest) for d in manifests), stats.counts())
 
 
 def push_artifact(

@@ -3,16 +3,43 @@ them, or mounted from another repository of the same registry."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
+from dockerify.jsonable import Result
+
 log = logging.getLogger("dockerify")
+
+
+@dataclass(frozen=True)
+class TransferCounts(Result):
+    """What crossed the network and what the other side already had."""
+
+    bytes_moved: int
+    blobs_moved: int
+    blobs_skipped: int
+    bytes_skipped: int
+    blobs_mounted: int
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def line(self, verb: str) -> str:
+        """The summary push and pull show on stderr."""
+        mounted = f", {self.blobs_mounted} mounted" if self.blobs_mounted else ""
+        return (
+            f"{verb} {self.bytes_moved} bytes in {self.blobs_moved} blob(s); "
+            f"{self.blobs_skipped} blob(s) ({self.bytes_skipped} bytes) already there{mounted}"
+        )
 
 
 @dataclass
 class TransferStats:
+    """The counts while a transfer runs (its threads add to them)."""
+
     bytes_moved: int = 0  # blob bytes that crossed the network
     blobs_moved: int = 0
     blobs_skipped: int = 0  # the other side had them
@@ -32,18 +59,15 @@ class TransferStats:
             if mounted:
                 self.blobs_mounted += 1
 
+    def counts(self) -> TransferCounts:
+        """The counts as they stand, frozen (what push and pull return)."""
+        with self._lock:
+            return TransferCounts(
+                self.bytes_moved, self.blobs_moved, self.blobs_skipped, self.bytes_skipped, self.blobs_mounted
+            )
+
     def to_json(self) -> dict[str, Any]:
-        return {
-            "bytes_moved": self.bytes_moved,
-            "blobs_moved": self.blobs_moved,
-            "blobs_skipped": self.blobs_skipped,
-            "bytes_skipped": self.bytes_skipped,
-            "blobs_mounted": self.blobs_mounted,
-        }
+        return self.counts().to_json()
 
     def line(self, verb: str) -> str:
-        mounted = f", {self.blobs_mounted} mounted" if self.blobs_mounted else ""
-        return (
-            f"{verb} {self.bytes_moved} bytes in {self.blobs_moved} blob(s); "
-            f"{self.blobs_skipped} blob(s) ({self.bytes_skipped} bytes) already there{mounted}"
-        )
+        return self.counts().line(verb)
