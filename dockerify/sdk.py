@@ -64,6 +64,7 @@ from dockerify.results import (
 from dockerify.sources.options import DEFAULT_READ, ReadOptions
 from dockerify.stores import open_store
 from dockerify.trees import open_image, open_tree
+from dockerify.trust.keynames import Algorithm, KeyFormat
 from dockerify.trust.sbom import sbom_json, sbom_of_entries
 
 if TYPE_CHECKING:
@@ -485,7 +486,6 @@ def keygen(
 ) -> KeygenResult:
     """Write PREFIX.key and PREFIX.pub, a cosign-compatible key pair. The password defaults to
     $DOCKERIFY_KEY_PASSWORD (or $COSIGN_PASSWORD), else it is asked on the terminal."""
-    from dockerify.trust.keys import Algorithm, KeyFormat
     from dockerify.trust.keys import keygen as _keygen
 
     try:

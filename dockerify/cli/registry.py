@@ -23,6 +23,7 @@ from dockerify.cli.options import (
 )
 from dockerify.errors import DockerifyError
 from dockerify.oci.model import SDCARD_ARTIFACT_TYPE
+from dockerify.trust.keynames import Algorithm, KeyFormat
 
 log = logging.getLogger("dockerify")
 
@@ -206,7 +207,6 @@ def cmd_verify_attestation(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    from dockerify.trust.keys import Algorithm, KeyFormat
 
     for name, what in (("login", "log in to"), ("logout", "log out of")):
         p = sub.add_parser(

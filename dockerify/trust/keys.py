@@ -23,7 +23,6 @@ from __future__ import annotations
 import base64
 import binascii
 import contextlib
-import enum
 import hashlib
 import json
 import os
@@ -39,6 +38,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
 from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from dockerify.errors import DockerifyError, NotFound
+from dockerify.trust.keynames import Algorithm as Algorithm  # re-exported: callers name keys.Algorithm
+from dockerify.trust.keynames import KeyFormat as KeyFormat
 
 SIGSTORE_PEM = "ENCRYPTED SIGSTORE PRIVATE KEY"
 COSIGN_PEM = "ENCRYPTED COSIGN PRIVATE KEY"
@@ -53,35 +54,18 @@ PrivateKeyTypes = ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey | ed25519.Ed255
 PublicKeyTypes = ec.EllipticCurvePublicKey | rsa.RSAPublicKey | ed25519.Ed25519PublicKey
 
 
-class KeyFormat(enum.Enum):
-    """How a private key file is written."""
-
-    COSIGN = "cosign"  # ENCRYPTED SIGSTORE PRIVATE KEY: what `cosign sign --key` reads
-    PKCS8 = "pkcs8"  # ENCRYPTED PRIVATE KEY: what openssl and most other tools read
-
-
-class Algorithm(enum.Enum):
-    """Key algorithms for `keygen`, named as sigstore's algorithm registry names them."""
-
-    ECDSA_P256 = "ecdsa-sha2-256-nistp256"
-    ECDSA_P384 = "ecdsa-sha2-384-nistp384"
-    ECDSA_P521 = "ecdsa-sha2-512-nistp521"
-    RSA_2048 = "rsa-sign-pkcs1-2048-sha256"
-    RSA_3072 = "rsa-sign-pkcs1-3072-sha256"
-    RSA_4096 = "rsa-sign-pkcs1-4096-sha256"
-    ED25519 = "ed25519"
-
-    def generate(self) -> PrivateKeyTypes:
-        curves: dict[Algorithm, ec.EllipticCurve] = {
-            Algorithm.ECDSA_P256: ec.SECP256R1(),
-            Algorithm.ECDSA_P384: ec.SECP384R1(),
-            Algorithm.ECDSA_P521: ec.SECP521R1(),
-        }
-        if self in curves:
-            return ec.generate_private_key(curves[self])
-        if self is Algorithm.ED25519:
-            return ed25519.Ed25519PrivateKey.generate()
-        return rsa.generate_private_key(65537, int(self.value.split("-")[3]))
+def generate_key(algorithm: Algorithm) -> PrivateKeyTypes:
+    """A new private key of `algorithm`."""
+    curves: dict[Algorithm, ec.EllipticCurve] = {
+        Algorithm.ECDSA_P256: ec.SECP256R1(),
+        Algorithm.ECDSA_P384: ec.SECP384R1(),
+        Algorithm.ECDSA_P521: ec.SECP521R1(),
+    }
+    if algorithm in curves:
+        return ec.generate_private_key(curves[algorithm])
+    if algorithm is Algorithm.ED25519:
+        return ed25519.Ed25519PrivateKey.generate()
+    return rsa.generate_private_key(65537, int(algorithm.value.split("-")[3]))
 
 
 _CURVE_HASHES: dict[str, tuple[type[hashes.HashAlgorithm], ...]] = {
@@ -439,7 +423,7 @@ def generate_keypair(
     password: bytes, fmt: KeyFormat = KeyFormat.COSIGN, algorithm: Algorithm = Algorithm.ECDSA_P256
 ) -> tuple[bytes, bytes]:
     """(private key PEM in `fmt`, encrypted with `password`; public key PEM)."""
-    key = PrivateKey(algorithm.generate(), "new key")
+    key = PrivateKey(generate_key(algorithm), "new key")
     return key.to_pem(password, fmt), key.public().pem()
 
 

@@ -13,7 +13,7 @@ import pytest
 from dockerify.entry import Entry, FileType, file_entry
 from dockerify.errors import CorruptInput, DockerifyError
 from dockerify.trust.attest import BadEnvelope, envelope, names_digest, open_envelope, pae, statement
-from dockerify.trust.keys import Algorithm, PrivateKey
+from dockerify.trust.keys import Algorithm, PrivateKey, generate_key
 from dockerify.trust.sbom import _license_expression, copyright_licenses, parse_status, sbom_of_entries
 
 STATUS = """Package: libc6
@@ -131,8 +131,8 @@ def test_dsse_envelope() -> None:
     assert pae("http://example.com/HelloWorld", b"hello world") == (
         b"DSSEv1 29 http://example.com/HelloWorld 11 hello world"
     )
-    key = PrivateKey(Algorithm.ECDSA_P256.generate(), "k")
-    other = PrivateKey(Algorithm.ED25519.generate(), "o")
+    key = PrivateKey(generate_key(Algorithm.ECDSA_P256), "k")
+    other = PrivateKey(generate_key(Algorithm.ED25519), "o")
     digest = "sha256:" + "ab" * 32
     payload = statement("https://spdx.dev/Document", {"spdxVersion": "SPDX-2.3"}, "r/x", digest)
     env = envelope(key, payload)
