@@ -18,6 +18,16 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import dockerify_cmd, large_card, measure, mounted_card, report  # noqa: E402
 
+DAEMON_RUNS = 3
+
+
+def _remove_images() -> None:
+    subprocess.run(["docker", "rmi", "-f", "bench/dockerify", "bench/naive"], capture_output=True)
+
+
+def _median(runs: list[tuple[float, int]]) -> tuple[float, int]:
+    return sorted(runs)[len(runs) // 2][0], max(r[1] for r in runs)
+
 
 def main() -> int:
     if os.geteuid() != 0:
@@ -30,11 +40,30 @@ def main() -> int:
     rows: list[tuple[str, float, int]] = []
     with tempfile.TemporaryDirectory(dir=card.parent) as tmp:
         out = Path(tmp)
-        subprocess.run(["docker", "rmi", "-f", "bench/dockerify", "bench/naive"], capture_output=True)
-        d_daemon = measure(
-            dockerify_cmd("build", "-q", str(card), "--output", "docker-daemon:bench/dockerify")
-        )
-        rows.append(("dockerify --output docker-daemon:", *d_daemon))
+        # Both daemon steps are bound by the daemon writing a 1.2 GB layer to its disk, which
+        # varies by 2x from one run to the next here: they alternate, DAEMON_RUNS times each, and
+        # the medians are compared (the card is mounted once, outside the naive step's time).
+        d_runs: list[tuple[float, int]] = []
+        n_runs: list[tuple[float, int]] = []
+        with mounted_card(card) as mnt:
+            for _ in range(DAEMON_RUNS):
+                _remove_images()
+                d_runs.append(
+                    measure(
+                        dockerify_cmd("build", "-q", str(card), "--output", "docker-daemon:bench/dockerify")
+                    )
+                )
+                _remove_images()
+                n_runs.append(
+                    measure(
+                        f"tar --xattrs --xattrs-include='*' -C {mnt} -cf - . | docker import - bench/naive"
+                    )
+                )
+        _remove_images()
+        d_daemon, n_import = _median(d_runs), _median(n_runs)
+        runs = ", ".join(f"{d[0]:.1f}/{n[0]:.1f}" for d, n in zip(d_runs, n_runs, strict=True))
+        print(f"docker-daemon runs (dockerify/naive seconds): {runs}")
+        rows.append((f"dockerify --output docker-daemon: (median of {DAEMON_RUNS})", *d_daemon))
         d_gzip = measure(dockerify_cmd("build", "-q", str(card), "--output", f"oci:{out / 'gz'}"))
         rows.append(("dockerify --output oci: (gzip)", *d_gzip))
         d_zstd = measure(
@@ -42,15 +71,11 @@ def main() -> int:
         )
         rows.append(("dockerify --output oci: (zstd)", *d_zstd))
         with mounted_card(card) as mnt:
-            n_import = measure(
-                f"tar --xattrs --xattrs-include='*' -C {mnt} -cf - . | docker import - bench/naive"
-            )
-            rows.append(("naive: loop mount, tar --xattrs | docker import", *n_import))
+            rows.append((f"naive: tar --xattrs | docker import (median of {DAEMON_RUNS})", *n_import))
             n_pigz = measure(f"tar --xattrs -C {mnt} -cf - . | pigz -p2 > {out / 'naive.tar.gz'}")
             rows.append(("naive: tar | pigz -p2", *n_pigz))
             n_zstd = measure(f"tar --xattrs -C {mnt} -cf - . | zstd -q -T2 -3 > {out / 'naive.tar.zst'}")
             rows.append(("naive: tar | zstd -T2", *n_zstd))
-        subprocess.run(["docker", "rmi", "-f", "bench/dockerify", "bench/naive"], capture_output=True)
         shutil.rmtree(out / "gz", ignore_errors=True)
     peak = max(r[2] for r in rows[:3])
     ok = report(

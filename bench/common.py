@@ -27,6 +27,9 @@ def sh(cmd: str, **kw) -> subprocess.CompletedProcess[bytes]:
 def measure(cmd: Sequence[str] | str) -> tuple[float, int]:
     """Wall seconds and peak RSS (KiB) of one command and its children, via GNU time."""
     argv = ["bash", "-o", "pipefail", "-c", cmd] if isinstance(cmd, str) else list(cmd)
+    # The previous step's dirty pages (gigabytes of layers, a card) are written back first, so no
+    # step pays for the one before it (the daemon steps are bound by the disk).
+    os.sync()
     with tempfile.NamedTemporaryFile("r") as out:
         start = time.perf_counter()
         subprocess.run(
