@@ -12,9 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from dockerify import build, runner
+from dockerify.counts import TransferCounts
 from dockerify.inspect import render
 from dockerify.jsonable import Result
-from dockerify.registry.transfer import TransferCounts
 
 __all__ = [
     "ArtifactPulled",

@@ -3,37 +3,14 @@ them, or mounted from another repository of the same registry."""
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 from dataclasses import dataclass, field
 from typing import Any
 
-from dockerify.jsonable import Result
+from dockerify.counts import TransferCounts
 
 log = logging.getLogger("dockerify")
-
-
-@dataclass(frozen=True)
-class TransferCounts(Result):
-    """What crossed the network and what the other side already had."""
-
-    bytes_moved: int
-    blobs_moved: int
-    blobs_skipped: int
-    bytes_skipped: int
-    blobs_mounted: int
-
-    def to_json(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
-
-    def line(self, verb: str) -> str:
-        """The summary push and pull show on stderr."""
-        mounted = f", {self.blobs_mounted} mounted" if self.blobs_mounted else ""
-        return (
-            f"{verb} {self.bytes_moved} bytes in {self.blobs_moved} blob(s); "
-            f"{self.blobs_skipped} blob(s) ({self.bytes_skipped} bytes) already there{mounted}"
-        )
 
 
 @dataclass

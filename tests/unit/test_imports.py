@@ -179,3 +179,18 @@ def test_core_and_cli_load_without_optional_dependencies() -> None:
         "shtab",
     }
     assert not loaded & absent, loaded & absent
+
+
+def test_core_and_cli_load_no_optional_part_of_dockerify() -> None:
+    """The optional parts of dockerify itself (the registry client, the signing keys) stay
+    unloaded until a command uses them: the frontend image and a bare Debian python lack what
+    they need (an SDK result type once pulled dockerify.registry in at import)."""
+    code = (
+        "import sys; import dockerify, dockerify.cli, dockerify.frontend.convert; "
+        "print(' '.join(sorted(m for m in sys.modules if m.startswith('dockerify.'))))"
+    )
+    loaded = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
+    parts = ("dockerify.registry", "dockerify.trust.keys")
+    assert not [m for m in loaded if m.startswith(parts)], loaded
