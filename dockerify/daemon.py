@@ -9,6 +9,7 @@ import logging
 import os
 import shutil
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any, BinaryIO
 
 from dockerify.errors import DockerifyError, NotFound
@@ -86,9 +87,19 @@ def save(name: str, out: BinaryIO) -> None:
         out.write(chunk)
 
 
-def import_layer(chunks: Iterator[bytes]) -> str:
+@dataclass(frozen=True)
+class ImportedLayer:
+    """What the import endpoint made of a layer stream: an untagged image around one layer."""
+
+    image_id: str
+    #: The sha256 of the stream as the daemon received it (its diff_id), read back rather than
+    #: hashed a second time on our side.
+    diff_id: str
+
+
+def import_layer(chunks: Iterator[bytes]) -> ImportedLayer:
     """Stream a layer tar to the import endpoint (applied straight to the layer store, no
-    staging); the id of the untagged image the daemon makes around it."""
+    staging)."""
     api = client().api
     try:
         text = api.import_image_from_stream(chunks)
@@ -112,7 +123,11 @@ def import_layer(chunks: Iterator[bytes]) -> str:
             image_id = status
     if not image_id:
         raise DockerifyError(f"docker-daemon: the import gave no image id ({str(text)[:200]!r})")
-    return image_id
+    layers = (api.inspect_image(image_id).get("RootFS") or {}).get("Layers") or []
+    if len(layers) != 1 or not str(layers[0]).startswith("sha256:"):
+        remove_image(image_id)
+        raise DockerifyError(f"docker-daemon: the imported image {image_id} holds layers {layers}, not one")
+    return ImportedLayer(image_id, str(layers[0]))
 
 
 def remove_image(image_id: str) -> None:

@@ -22,7 +22,6 @@ and needs the layer in the archive: there the full docker-archive is loaded inst
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import queue
@@ -49,10 +48,10 @@ class _ImportWriter:
 
     def __init__(self, store: StreamingBlobs) -> None:
         self._store = store
-        self._hash = hashlib.sha256()
         self.size = 0
         self._queue: queue.Queue[bytes | None] = queue.Queue(_DEPTH)
-        self._result: dict[str, object] = {}
+        self._imported: daemon.ImportedLayer | None = None
+        self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._send, name="dockerify-import", daemon=True)
         self._thread.start()
 
@@ -66,9 +65,9 @@ class _ImportWriter:
 
     def _send(self) -> None:
         try:
-            self._result["id"] = daemon.import_layer(self._chunks())
+            self._imported = daemon.import_layer(self._chunks())
         except BaseException as e:  # handed to the producer at its next write or at commit
-            self._result["error"] = e
+            self._error = e
             while self._queue.get() is not None:  # let the producer finish its writes
                 pass
 
@@ -82,33 +81,33 @@ class _ImportWriter:
                     self._raise()
 
     def _raise(self) -> None:
-        error = self._result.get("error")
-        if isinstance(error, BaseException):
-            raise error
+        if self._error is not None:
+            raise self._error
         raise DockerifyError("docker-daemon: the import of the layer stopped")
 
     def write(self, data: bytes) -> None:
-        if "error" in self._result:
+        if self._error is not None:
             self._raise()
-        self._hash.update(data)
         self.size += len(data)
         self._put(bytes(data))
 
     def commit(self) -> str:
         self._put(None)
         self._thread.join()
-        if "error" in self._result:
+        if self._imported is None:
             self._raise()
-        self._store.imported.append(str(self._result["id"]))
-        return "sha256:" + self._hash.hexdigest()
+        assert self._imported is not None
+        self._store.imported.append(self._imported.image_id)
+        # The daemon hashed the stream as it took it in: its diff_id is the layer's digest.
+        return self._imported.diff_id
 
     def abort(self) -> None:
         if self._thread.is_alive():
             self._put(_ABORT)
             self._put(None)
             self._thread.join()
-        if "id" in self._result:
-            self._store.imported.append(str(self._result["id"]))
+        if self._imported is not None:
+            self._store.imported.append(self._imported.image_id)
 
 
 class StreamingBlobs(BlobStore):

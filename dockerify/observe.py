@@ -3,6 +3,7 @@ the shells present and the newest mtime. Content is only tapped, never read twic
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
@@ -30,11 +31,15 @@ def parse_os_release(text: bytes) -> dict[str, str]:
 class _Edges:
     """The first _HEAD and last _TAIL bytes of a file's content as it streams past, holes read
     as zeros (ELF files in ext4 images often have them): ELF headers sit at one end, ARM
-    attributes and section headers at the other."""
+    attributes and section headers at the other.
+
+    The tail keeps references to the last pieces rather than a rolling copy: appending each
+    MiB-sized piece to a 1 MiB buffer and trimming its front cost a fifth of a build's CPU."""
 
     def __init__(self) -> None:
         self.head = bytearray()
-        self.tail = bytearray()
+        self._pieces: deque[bytes] = deque()
+        self._kept = 0
         self.end = 0
 
     def add(self, offset: int, data: bytes) -> None:
@@ -43,11 +48,21 @@ class _Edges:
             self.head += bytes(min(gap, _HEAD - len(self.head)))
             self.head += data[: _HEAD - len(self.head)]
         if gap:
-            self.tail += bytes(min(gap, _TAIL))
-        self.tail += data[-_TAIL:]
-        if len(self.tail) > _TAIL:
-            del self.tail[: len(self.tail) - _TAIL]
+            self._keep(bytes(min(gap, _TAIL)))
+        if data:
+            # A source may hand out views of a buffer it reuses: only bytes are kept as they are.
+            self._keep(data if type(data) is bytes else bytes(data))
         self.end = max(self.end, offset + len(data))
+
+    def _keep(self, piece: bytes) -> None:
+        self._pieces.append(piece)
+        self._kept += len(piece)
+        while self._kept - len(self._pieces[0]) >= _TAIL:
+            self._kept -= len(self._pieces.popleft())
+
+    @property
+    def tail(self) -> bytes:
+        return b"".join(self._pieces)[-_TAIL:]
 
 
 @dataclass
@@ -111,6 +126,6 @@ class TreeFacts:
                 self.small_files[entry.path] = b"".join(small)
             if edges is not None:
                 edges.add(entry.size, b"")  # a trailing hole reads as zeros
-                self.detector.add_elf(entry.path, bytes(edges.head), bytes(edges.tail), entry.size)
+                self.detector.add_elf(entry.path, bytes(edges.head), edges.tail, entry.size)
 
         return read
