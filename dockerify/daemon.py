@@ -123,7 +123,12 @@ def import_layer(chunks: Iterator[bytes]) -> ImportedLayer:
             image_id = status
     if not image_id:
         raise DockerifyError(f"docker-daemon: the import gave no image id ({str(text)[:200]!r})")
-    layers = (api.inspect_image(image_id).get("RootFS") or {}).get("Layers") or []
+    try:
+        layers = (api.inspect_image(image_id).get("RootFS") or {}).get("Layers") or []
+    except Exception as e:
+        raise DockerifyError(
+            f"docker-daemon: the imported image {image_id} cannot be read back: {e}"
+        ) from None
     if len(layers) != 1 or not str(layers[0]).startswith("sha256:"):
         remove_image(image_id)
         raise DockerifyError(f"docker-daemon: the imported image {image_id} holds layers {layers}, not one")
