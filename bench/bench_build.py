@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import dockerify_cmd, large_card, measure, mounted_card, report, settle  # noqa: E402
+from common import dockerify_cmd, large_card, measure, mounted_card, report, settle, sh  # noqa: E402
 
 DAEMON_RUNS = 5
 
@@ -50,11 +50,12 @@ def main() -> int:
         out = Path(tmp)
         # Both daemon steps are bound by the daemon's import work (the reference row shows how
         # close to the daemon alone each comes): they alternate, DAEMON_RUNS times each, each from a
-        # settled machine (common.settle), and the medians are compared (the card is mounted
+        # settled machine (common.settle), and compared pair by pair and by medians (the card is mounted
         # once, outside the naive step's time).
         d_runs: list[tuple[float, int]] = []
         n_runs: list[tuple[float, int]] = []
         with mounted_card(card) as mnt:
+            naive_tar = f"tar --xattrs --xattrs-include='*' -C {mnt} -cf"
             for _ in range(DAEMON_RUNS):
                 _remove_images()
                 settle(card)
@@ -65,17 +66,11 @@ def main() -> int:
                 )
                 _remove_images()
                 settle(card)
-                n_runs.append(
-                    measure(
-                        f"tar --xattrs --xattrs-include='*' -C {mnt} -cf - . | docker import - bench/naive"
-                    )
-                )
+                n_runs.append(measure(f"{naive_tar} - . | docker import - bench/naive"))
             # The daemon alone, for reference (no target): the same tar, already made and in the
             # page cache, into `docker import -`. Neither pipeline can be faster than this.
             layer_tar = out / "layer.tar"
-            subprocess.run(
-                ["bash", "-c", f"tar --xattrs --xattrs-include='*' -C {mnt} -cf {layer_tar} ."], check=True
-            )
+            sh(f"{naive_tar} {layer_tar} .")
         _remove_images()
         settle(card, layer_tar)
         ceiling = measure(f"docker import - bench/naive < {layer_tar}")

@@ -29,6 +29,7 @@ import tarfile
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import NoReturn
 
 from dockerify import daemon
 from dockerify.errors import DockerifyError
@@ -80,7 +81,7 @@ class _ImportWriter:
                 if not self._thread.is_alive():
                     self._raise()
 
-    def _raise(self) -> None:
+    def _raise(self) -> NoReturn:
         if self._error is not None:
             raise self._error
         raise DockerifyError("docker-daemon: the import of the layer stopped")
@@ -96,7 +97,6 @@ class _ImportWriter:
         self._thread.join()
         if self._imported is None:
             self._raise()
-        assert self._imported is not None
         self._store.imported.append(self._imported.image_id)
         # The daemon hashed the stream as it took it in: its diff_id is the layer's digest.
         return self._imported.diff_id
