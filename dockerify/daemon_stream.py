@@ -17,7 +17,8 @@ import). So both are used, each for what it does well:
 3. the import's own image is removed (the layer stays: the loaded image holds it).
 
 The containerd image store (Docker 26 with the containerd snapshotter) keeps blobs, not layers,
-and needs the layer in the archive: there the full docker-archive is loaded instead.
+and needs the layer in the archive: there the full docker-archive is loaded instead, as it is for a
+daemon reached other than by its unix socket (engine.py speaks to the socket).
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ import queue
 import tarfile
 import threading
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import NoReturn
 
-from dockerify import daemon
+from dockerify import engine
 from dockerify.errors import DockerifyError
 from dockerify.oci.blobs import BlobStore
 from dockerify.oci.layout import Layout
@@ -44,6 +46,59 @@ _EMPTY_LAYER = "layer.tar"
 _ABORT = b"\0abort"  # a marker compared by identity, never sent
 
 
+@dataclass(frozen=True)
+class ImportedLayer:
+    """What the import endpoint made of a layer stream: an untagged image around one layer."""
+
+    image_id: str
+    #: The sha256 of the stream as the daemon received it (its diff_id), read back rather than
+    #: hashed a second time on our side.
+    diff_id: str
+
+
+def import_layer(api: engine.Engine, chunks: Iterator[bytes]) -> ImportedLayer:
+    """Stream a layer tar to the import endpoint (applied straight to the layer store, no
+    staging)."""
+    reply = api.upload("/images/create?fromSrc=-", chunks, "application/x-tar")
+    problem = reply.error()
+    if problem is not None:
+        raise DockerifyError(f"docker-daemon: import of the layer failed: {problem}")
+    image_id = ""
+    for message in reply.messages():
+        status = message.get("status", "")
+        if isinstance(status, str) and status.startswith("sha256:"):
+            image_id = status
+    if not image_id:
+        raise DockerifyError(f"docker-daemon: the import gave no image id ({reply.body[:200]!r})")
+    found = api.call("GET", f"/images/{engine.quote(image_id)}/json")
+    problem = found.error()
+    if problem is not None:
+        raise DockerifyError(f"docker-daemon: the imported image {image_id} cannot be read back: {problem}")
+    layers = (found.json().get("RootFS") or {}).get("Layers") or []
+    if len(layers) != 1 or not str(layers[0]).startswith("sha256:"):
+        remove_image(api, image_id)
+        raise DockerifyError(f"docker-daemon: the imported image {image_id} holds layers {layers}, not one")
+    return ImportedLayer(image_id, str(layers[0]))
+
+
+def remove_image(api: engine.Engine, image_id: str) -> None:
+    """Remove the import's temporary image by id, quietly (the loaded image keeps its layer)."""
+    try:
+        problem = api.call("DELETE", f"/images/{engine.quote(image_id)}").error()
+    except DockerifyError as e:
+        problem = e.message
+    if problem is not None:  # cleanup: say so, do not fail what already succeeded
+        log.debug("removing %s failed: %s", image_id, problem)
+
+
+def load(api: engine.Engine, archive: Iterator[bytes]) -> None:
+    """`docker load` of a small archive (the config-only one)."""
+    reply = api.call("POST", "/images/load?quiet=1", b"".join(archive), "application/x-tar")
+    problem = reply.error()
+    if problem is not None:
+        raise DockerifyError(f"docker-daemon: load failed: {problem}")
+
+
 class _ImportWriter:
     """A blob writer that sends the bytes to the daemon's import endpoint instead of a file."""
 
@@ -51,7 +106,7 @@ class _ImportWriter:
         self._store = store
         self.size = 0
         self._queue: queue.Queue[bytes | None] = queue.Queue(_DEPTH)
-        self._imported: daemon.ImportedLayer | None = None
+        self._imported: ImportedLayer | None = None
         self._error: BaseException | None = None
         self._thread = threading.Thread(target=self._send, name="dockerify-import", daemon=True)
         self._thread.start()
@@ -66,7 +121,7 @@ class _ImportWriter:
 
     def _send(self) -> None:
         try:
-            self._imported = daemon.import_layer(self._chunks())
+            self._imported = import_layer(self._store.api, self._chunks())
         except BaseException as e:  # handed to the producer at its next write or at commit
             self._error = e
             while self._queue.get() is not None:  # let the producer finish its writes
@@ -113,17 +168,18 @@ class _ImportWriter:
 class StreamingBlobs(BlobStore):
     """Small blobs (config, manifests) go to the layout as usual; layers to the daemon."""
 
-    def __init__(self, layout_dir: str | Path) -> None:
+    def __init__(self, layout_dir: str | Path, api: engine.Engine) -> None:
         super().__init__(layout_dir)
+        self.api = api
         self.imported: list[str] = []
 
     def writer(self) -> _ImportWriter:  # type: ignore[override]
         return _ImportWriter(self)
 
 
-def one_pass_layout(root: str | Path) -> Layout:
+def one_pass_layout(root: str | Path, api: engine.Engine) -> Layout:
     layout = Layout.create(root)
-    layout.blobs = StreamingBlobs(root)
+    layout.blobs = StreamingBlobs(root, api)
     return layout
 
 
@@ -151,7 +207,7 @@ def finish(layout: Layout, image: Image, target: str) -> None:
     store = layout.blobs
     assert isinstance(store, StreamingBlobs)
     try:
-        daemon.load(config_only_archive(image, [target]))
+        load(store.api, config_only_archive(image, [target]))
     finally:
         cleanup(store)
 
@@ -159,14 +215,25 @@ def finish(layout: Layout, image: Image, target: str) -> None:
 def cleanup(store: BlobStore) -> None:
     if isinstance(store, StreamingBlobs):
         for image_id in store.imported:
-            daemon.remove_image(image_id)
+            remove_image(store.api, image_id)
         store.imported.clear()
 
 
-def available() -> bool:
-    """One pass needs the classic layer store (not containerd's, which needs the layer's bytes in
-    the archive)."""
-    return not daemon.containerd_store()
+def one_pass_engine() -> engine.Engine | None:
+    """The daemon's socket when one pass can be taken: it needs the daemon's unix socket and the
+    classic layer store (containerd's needs the layer's bytes in the archive)."""
+    api = engine.connect()
+    if api is None:
+        log.debug("docker-daemon: DOCKER_HOST is not a unix socket; loading a docker-archive")
+        return None
+    info = api.call("GET", "/info")
+    problem = info.error()
+    if problem is not None:
+        raise DockerifyError(f"docker-daemon: the daemon's info cannot be read: {problem}")
+    status = info.json().get("DriverStatus") or []
+    if any(pair and pair[-1] == "io.containerd.snapshotter.v1" for pair in status):
+        return None
+    return api
 
 
-__all__ = ["available", "cleanup", "finish", "one_pass_layout"]
+__all__ = ["ImportedLayer", "cleanup", "finish", "import_layer", "one_pass_engine", "one_pass_layout"]

@@ -102,9 +102,10 @@ def _to_daemon(
     target = output.path if ":" in output.path.rsplit("/", 1)[-1] else output.path + ":latest"
     # The import endpoint registers each layer as a base layer: only a one-layer image's chain
     # id matches what the config-only load then looks for.
-    one_pass = single_layer and daemon_stream.available()
+    api = daemon_stream.one_pass_engine() if single_layer else None
+    one_pass = api is not None
     with tempfile.TemporaryDirectory(prefix="dockerify-build-") as tmp:
-        layout = daemon_stream.one_pass_layout(tmp) if one_pass else Layout.create(tmp)
+        layout = daemon_stream.one_pass_layout(tmp, api) if api is not None else Layout.create(tmp)
         try:
             root = produce(layout)
             found = images(layout, root)

@@ -63,3 +63,22 @@ def test_one_pass_daemon_output_equals_a_full_load(tmp_path, docker_daemon, binf
         assert run.returncode == 0 and run.stdout.strip() == "armv7l", run.stderr
     finally:
         subprocess.run(["docker", "rmi", "-f", f"{name}:one-pass", f"{name}:loaded"], capture_output=True)
+
+
+def test_unreachable_daemon_is_one_clear_error(tmp_path) -> None:
+    """A DOCKER_HOST socket with no daemon behind it: one message naming it, nothing imported."""
+    entry("pi-arm64.img")
+    missing = tmp_path / "no-daemon.sock"
+    proc = dockerify(
+        "build",
+        "-q",
+        str(FIXTURES_DIR / "pi-arm64.img"),
+        "--output",
+        "docker-daemon:dockerify-test/unreachable",
+        check=False,
+        env={"DOCKER_HOST": f"unix://{missing}"},
+    )
+    assert proc.returncode == 1, proc.stderr
+    assert f"cannot reach the Docker daemon at unix://{missing}" in proc.stderr
+    assert "Traceback" not in proc.stderr and "hint:" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
