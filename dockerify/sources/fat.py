@@ -218,13 +218,23 @@ class FatReader:
         taken = 0
         while True:
             self._check_cluster(cluster, path, taken)
+            # The clusters that follow this one contiguously, taken at once (files are mostly
+            # unfragmented); each is a valid cluster, so only the span's end needs the checks.
+            limit = self._geo.max_cluster + 1 - cluster
+            if need is not None:
+                limit = min(limit, need - taken)
+            if max_clusters is not None:
+                limit = min(limit, max_clusters + 1 - taken)
+            span = self._fat.contiguous(cluster, limit)
             if used is not None:
-                self._mark_used(used, cluster, runs, path)
+                for c in range(cluster, cluster + span):
+                    self._mark_used(used, c, runs, path)
             if runs and runs[-1][0] + runs[-1][1] == cluster:
-                runs[-1][1] += 1
+                runs[-1][1] += span
             else:
-                runs.append([cluster, 1])
-            taken += 1
+                runs.append([cluster, span])
+            taken += span
+            cluster += span - 1
             if need is not None and taken == need:
                 break
             if max_clusters is not None and taken > max_clusters:
@@ -311,6 +321,34 @@ class _FatTable:
     def is_end(self, value: int) -> bool:
         return value >= self._end_mark
 
+    def contiguous(self, cluster: int, limit: int) -> int:
+        """How many clusters from `cluster` on follow each other in a chain (at most `limit`,
+        at least 1): 1 + the number of entries from `cluster`'s on that each name the next
+        cluster. Compared a block of entries at a time rather than one call per cluster."""
+        if self._geo.fat_type == 12 or limit <= 1:
+            return 1
+        width = self._geo.fat_type // 8
+        per_page = FAT_PAGE // width
+        span = 1
+        while span < limit:
+            page_no, index = divmod(cluster, per_page)
+            page = self._page(page_no, width)
+            take = min(limit - span, per_page - index, len(page) - index, 4096)
+            if take <= 0:
+                break
+            got = page[index : index + take]
+            want = array.array(page.typecode, range(cluster + 1, cluster + 1 + take))
+            if got == want:
+                span += take
+                cluster += take
+                continue
+            # Entries with reserved top bits set mismatch here: next() reads them, one by one.
+            same = 0
+            while got[same] == want[same]:
+                same += 1
+            return span + same
+        return span
+
     def next(self, cluster: int) -> int:
         """The FAT entry of `cluster`: the next cluster of its chain, or an end/bad/free mark."""
         if self._geo.fat_type == 12:
@@ -330,12 +368,12 @@ class _FatTable:
             return sum(1 for c in range(2, last + 1) if self.next(c))
         width = self._geo.fat_type // 8
         per_page = FAT_PAGE // width
-        mask = 0x0FFFFFFF if width == 4 else 0xFFFF
         used = 0
         for page_no in range(last // per_page + 1):
             first = page_no * per_page
             page = self._page(page_no, width)[max(0, 2 - first) : last + 1 - first]
-            used += len(page) - sum(1 for v in page if not v & mask)
+            # Free is 0 in the entry's low 28 bits: counted per value (in C), not per entry.
+            used += len(page) - sum(page.count(top << 28) for top in range(16 if width == 4 else 1))
         return used
 
     def _page(self, page_no: int, width: int) -> array.array[int]:

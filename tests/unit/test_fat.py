@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import shutil
 import struct
 import subprocess
@@ -405,3 +406,24 @@ def test_duplicate_names(fat16: bytes) -> None:
     readme = img.dirent(b"README  TXT")
     img.data[readme : readme + 13] = img.data[lower : lower + 13]  # the 8.3 name and its case flags
     fails(img, r"^boot\.img: /: two directory entries are named 'lower\.txt'")
+
+
+def test_used_bytes_matches_mtools_free_space(fat_image: tuple[int, Path]) -> None:
+    """The progress estimate's count of used clusters (done per value, not per entry) against
+    mtools' free space, and against next() entry by entry, with reserved FAT32 bits set."""
+    fat_type, img = fat_image
+    data = bytearray(img.read_bytes())
+    reader = FatReader(io.BytesIO(bytes(data)), name="boot.img")
+    geo = reader._geo
+    found = re.search(r"([\d ]+) bytes free", run("mdir", "-i", str(img), "::"))
+    assert found is not None
+    free = int(found.group(1).replace(" ", ""))
+    assert reader.used_bytes() == (geo.max_cluster - 1) * geo.cluster_size - free
+    if fat_type == 32:
+        # The top 4 bits of a FAT32 entry are reserved: a free entry stays free with them set.
+        first_free = next(c for c in range(2, geo.max_cluster + 1) if reader._fat.next(c) == 0)
+        struct.pack_into("<I", data, geo.fat_offset + 4 * first_free, 0xA0000000)
+        marked = FatReader(io.BytesIO(bytes(data)), name="boot.img")
+        assert marked.used_bytes() == reader.used_bytes()
+    by_entry = sum(1 for c in range(2, geo.max_cluster + 1) if reader._fat.next(c))
+    assert reader.used_bytes() == by_entry * geo.cluster_size
