@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import dockerify_cmd, large_card, measure, mounted_card, report, settle, sh  # noqa: E402
+from common import compile_package, dockerify_cmd, large_card, measure, mounted_card, report, settle, sh  # noqa: E402
 
 DAEMON_RUNS = 5
 
@@ -42,6 +42,7 @@ def main() -> int:
         print("the naive pipelines need root for loop mounts; run as root", file=sys.stderr)
         return 2
     card = large_card()
+    compile_package()
     print(
         f"card: {card} ({card.stat().st_size >> 20} MiB, {card.stat().st_blocks * 512 >> 20} MiB allocated)"
     )

@@ -27,7 +27,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import CACHE, dockerify_cmd, large_card, measure, report  # noqa: E402
+from common import CACHE, compile_package, dockerify_cmd, large_card, measure, report  # noqa: E402
 
 DAEMON_TAG = "bench/export:latest"
 
@@ -130,6 +130,7 @@ def main() -> int:
             file=sys.stderr,
         )
         return 2
+    compile_package()
     ref, zstd_ref, card = prepare(args.image)
     if card is not None:
         print(

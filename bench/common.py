@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -137,6 +138,18 @@ def settle(*keep_cached: Path) -> None:
         with path.open("rb") as f:
             while f.read(8 << 20):
                 pass
+
+
+def compile_package() -> None:
+    """Byte-compile dockerify as `pip install` does, so each timed run starts as an installed
+    tool starts: an editable install under PYTHONDONTWRITEBYTECODE=1 (these machines set it)
+    compiles every module from source on every run, 0.2-0.3 s before the build's first byte."""
+    spec = importlib.util.find_spec("dockerify")
+    assert spec is not None and spec.submodule_search_locations is not None
+    for where in spec.submodule_search_locations:
+        subprocess.run(
+            [sys.executable, "-m", "compileall", "-q", where], check=True, stdout=subprocess.DEVNULL
+        )
 
 
 def dockerify_cmd(*args: str) -> list[str]:
