@@ -10,6 +10,7 @@ import shutil
 from collections.abc import Iterator
 from typing import Any, BinaryIO
 
+from dockerify.engine import DEFAULT_SOCKET
 from dockerify.errors import DockerifyError, NotFound
 
 log = logging.getLogger("dockerify")
@@ -21,7 +22,7 @@ CLI_ENV = "DOCKERIFY_DOCKER"
 
 def host() -> str:
     """The daemon's address as the SDK and the CLI read it."""
-    return os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    return os.environ.get("DOCKER_HOST") or f"unix://{DEFAULT_SOCKET}"
 
 
 def client() -> Any:

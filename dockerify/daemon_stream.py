@@ -59,10 +59,9 @@ class ImportedLayer:
 def import_layer(api: engine.Engine, chunks: Iterator[bytes]) -> ImportedLayer:
     """Stream a layer tar to the import endpoint (applied straight to the layer store, no
     staging)."""
-    reply = api.upload("/images/create?fromSrc=-", chunks, "application/x-tar")
-    problem = reply.error()
-    if problem is not None:
-        raise DockerifyError(f"docker-daemon: import of the layer failed: {problem}")
+    reply = api.upload("/images/create?fromSrc=-", chunks, "application/x-tar").check(
+        "docker-daemon: import of the layer failed"
+    )
     image_id = ""
     for message in reply.messages():
         status = message.get("status", "")
@@ -70,10 +69,9 @@ def import_layer(api: engine.Engine, chunks: Iterator[bytes]) -> ImportedLayer:
             image_id = status
     if not image_id:
         raise DockerifyError(f"docker-daemon: the import gave no image id ({reply.body[:200]!r})")
-    found = api.call("GET", f"/images/{engine.quote(image_id)}/json")
-    problem = found.error()
-    if problem is not None:
-        raise DockerifyError(f"docker-daemon: the imported image {image_id} cannot be read back: {problem}")
+    found = api.call("GET", f"/images/{engine.quote(image_id)}/json").check(
+        f"docker-daemon: the imported image {image_id} cannot be read back"
+    )
     layers = (found.json().get("RootFS") or {}).get("Layers") or []
     if len(layers) != 1 or not str(layers[0]).startswith("sha256:"):
         remove_image(api, image_id)
@@ -93,10 +91,9 @@ def remove_image(api: engine.Engine, image_id: str) -> None:
 
 def load(api: engine.Engine, archive: Iterator[bytes]) -> None:
     """`docker load` of a small archive (the config-only one)."""
-    reply = api.call("POST", "/images/load?quiet=1", b"".join(archive), "application/x-tar")
-    problem = reply.error()
-    if problem is not None:
-        raise DockerifyError(f"docker-daemon: load failed: {problem}")
+    api.call("POST", "/images/load?quiet=1", b"".join(archive), "application/x-tar").check(
+        "docker-daemon: load failed"
+    )
 
 
 class _ImportWriter:
@@ -226,10 +223,7 @@ def one_pass_engine() -> engine.Engine | None:
     if api is None:
         log.debug("docker-daemon: DOCKER_HOST is not a unix socket; loading a docker-archive")
         return None
-    info = api.call("GET", "/info")
-    problem = info.error()
-    if problem is not None:
-        raise DockerifyError(f"docker-daemon: the daemon's info cannot be read: {problem}")
+    info = api.call("GET", "/info").check("docker-daemon: the daemon's info cannot be read")
     status = info.json().get("DriverStatus") or []
     if any(pair and pair[-1] == "io.containerd.snapshotter.v1" for pair in status):
         return None

@@ -77,6 +77,13 @@ class Reply:
                 )
         return None
 
+    def check(self, what: str) -> Reply:
+        """This reply, or a DockerifyError saying `what` failed in the daemon's words."""
+        problem = self.error()
+        if problem is not None:
+            raise DockerifyError(f"{what}: {problem}")
+        return self
+
 
 class _UnixConnection(http.client.HTTPConnection):
     def __init__(self, path: str) -> None:
