@@ -227,8 +227,7 @@ class FatReader:
                 limit = min(limit, max_clusters + 1 - taken)
             span = self._fat.contiguous(cluster, limit)
             if used is not None:
-                for c in range(cluster, cluster + span):
-                    self._mark_used(used, c, runs, path)
+                self._mark_span(used, cluster, span, runs, path)
             if runs and runs[-1][0] + runs[-1][1] == cluster:
                 runs[-1][1] += span
             else:
@@ -256,6 +255,21 @@ class FatReader:
                 f"{self._where(path)}: cluster chain entry {index} points to {what}, outside the"
                 f" data clusters 2..{self._geo.max_cluster}"
             )
+
+    def _mark_span(self, used: bytearray, first: int, count: int, runs: list[list[int]], path: bytes) -> None:
+        """Mark clusters first .. first+count-1 used: the bitmap's whole bytes inside the span at
+        once when none of their clusters is used yet, the edges (and any span that collides, so
+        the message names its first cluster used twice) one cluster at a time."""
+        end = first + count
+        lo, hi = -(-first // 8), end // 8
+        rest = range(first, end)
+        if hi > lo and used.count(0, lo, hi) == hi - lo:
+            for cluster in range(first, lo * 8):
+                self._mark_used(used, cluster, runs, path)
+            used[lo:hi] = b"\xff" * (hi - lo)
+            rest = range(hi * 8, end)
+        for cluster in rest:
+            self._mark_used(used, cluster, runs, path)
 
     def _mark_used(self, used: bytearray, cluster: int, runs: list[list[int]], path: bytes) -> None:
         byte, bit = divmod(cluster, 8)
@@ -367,13 +381,14 @@ class _FatTable:
         if self._geo.fat_type == 12:
             return sum(1 for c in range(2, last + 1) if self.next(c))
         width = self._geo.fat_type // 8
-        per_page = FAT_PAGE // width
         used = 0
-        for page_no in range(last // per_page + 1):
-            first = page_no * per_page
-            page = self._page(page_no, width)[max(0, 2 - first) : last + 1 - first]
-            # Free is 0 in the entry's low 28 bits: counted per value (in C), not per entry.
-            used += len(page) - sum(page.count(top << 28) for top in range(16 if width == 4 else 1))
+        # Read in pages (memory stays bounded) of whole entries, straight from the image: a count
+        # does not need the walk's page cache.
+        step = FAT_PAGE - FAT_PAGE % width
+        start, end = 2 * width, min((last + 1) * width, self._geo.fat_bytes)
+        for pos in range(start, end, step):
+            raw = self._read(self._geo.fat_offset + pos, min(step, end - pos), "the FAT")
+            used += _nonzero_entries(raw, width)
         return used
 
     def _page(self, page_no: int, width: int) -> array.array[int]:
@@ -390,6 +405,23 @@ class _FatTable:
         if len(self._pages) > FAT_CACHE_PAGES:
             self._pages.popitem(last=False)
         return page
+
+
+def _nonzero_entries(raw: bytes, width: int) -> int:
+    """How many of the little-endian FAT entries in `raw` are not free, without a Python step
+    per entry: the entries' bytes are OR-ed lane by lane as big integers, so a byte of the result
+    is zero exactly where an entry is. FAT32's top 4 bits are reserved: masked off, as readers do."""
+    lanes = [raw[i::width] for i in range(width)]
+    if width == 4:
+        lanes[3] = lanes[3].translate(_LOW_NIBBLE)
+    merged = 0
+    for lane in lanes:
+        merged |= int.from_bytes(lane, "little")
+    count = len(lanes[0])
+    return count - merged.to_bytes(count, "little").count(0)
+
+
+_LOW_NIBBLE = bytes(b & 0x0F for b in range(256))
 
 
 # --- boot sector ------------------------------------------------------------------------------------

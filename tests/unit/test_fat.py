@@ -305,6 +305,19 @@ def test_cluster_chain_loop(fat16: bytes) -> None:
     fails(img, r"^boot\.img: /big\.bin: cluster \d+ is used twice \(the cluster chain loops\)")
 
 
+@pytest.mark.parametrize("aligned", [True, False])
+def test_cluster_chain_loop_far_back(fat16: bytes, aligned: bool) -> None:
+    # The chain runs 101 clusters, then jumps back 80: the second span collides with the first
+    # at its first cluster, whether that cluster opens a whole byte of the used-cluster bitmap
+    # (marked a byte at a time) or sits on its edge (marked one by one).
+    img = Fat16Image(fat16)
+    first = img.first_cluster(b"BIG     BIN")
+    back = 16 + (-(first + 16)) % 8 + (0 if aligned else 3)
+    assert ((first + back) % 8 == 0) == aligned
+    img.set_fat(first + 100, first + back)
+    fails(img, rf"^boot\.img: /big\.bin: cluster {first + back} is used twice \(the cluster chain loops\)")
+
+
 def test_cluster_chain_too_short(fat16: bytes) -> None:
     img = Fat16Image(fat16)
     first = img.first_cluster(b"BIG     BIN")
