@@ -410,7 +410,8 @@ class _FatTable:
 def _nonzero_entries(raw: bytes, width: int) -> int:
     """How many of the little-endian FAT entries in `raw` are not free, without a Python step
     per entry: the entries' bytes are OR-ed lane by lane as big integers, so a byte of the result
-    is zero exactly where an entry is. FAT32's top 4 bits are reserved: masked off, as readers do."""
+    is zero exactly where an entry is free. FAT32's top 4 bits are reserved: masked off, as
+    readers do."""
     lanes = [raw[i::width] for i in range(width)]
     if width == 4:
         lanes[3] = lanes[3].translate(_LOW_NIBBLE)
