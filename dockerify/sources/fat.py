@@ -381,14 +381,11 @@ class _FatTable:
         if self._geo.fat_type == 12:
             return sum(1 for c in range(2, last + 1) if self.next(c))
         width = self._geo.fat_type // 8
+        per_page = FAT_PAGE // width
         used = 0
-        # Read in pages (memory stays bounded) of whole entries, straight from the image: a count
-        # does not need the walk's page cache.
-        step = FAT_PAGE - FAT_PAGE % width
-        start, end = 2 * width, min((last + 1) * width, self._geo.fat_bytes)
-        for pos in range(start, end, step):
-            raw = self._read(self._geo.fat_offset + pos, min(step, end - pos), "the FAT")
-            used += _nonzero_entries(raw, width)
+        for page_no in range(last // per_page + 1):
+            first = page_no * per_page
+            used += _nonzero_entries(self._page(page_no, width)[max(0, 2 - first) : last + 1 - first])
         return used
 
     def _page(self, page_no: int, width: int) -> array.array[int]:
@@ -407,19 +404,20 @@ class _FatTable:
         return page
 
 
-def _nonzero_entries(raw: bytes, width: int) -> int:
-    """How many of the little-endian FAT entries in `raw` are not free, without a Python step
-    per entry: the entries' bytes are OR-ed lane by lane as big integers, so a byte of the result
-    is zero exactly where an entry is free. FAT32's top 4 bits are reserved: masked off, as
-    readers do."""
+def _nonzero_entries(entries: array.array[int]) -> int:
+    """How many of the FAT entries are not free, without a Python step per entry: the entries'
+    bytes are OR-ed lane by lane as big integers, so a byte of the result is zero exactly where an
+    entry is free. FAT32's top 4 bits are reserved: masked off, as readers do."""
+    width = entries.itemsize
+    raw = entries.tobytes()  # in the machine's byte order, as _page left the entries
     lanes = [raw[i::width] for i in range(width)]
     if width == 4:
-        lanes[3] = lanes[3].translate(_LOW_NIBBLE)
+        top = 3 if sys.byteorder == "little" else 0
+        lanes[top] = lanes[top].translate(_LOW_NIBBLE)
     merged = 0
     for lane in lanes:
         merged |= int.from_bytes(lane, "little")
-    count = len(lanes[0])
-    return count - merged.to_bytes(count, "little").count(0)
+    return len(entries) - merged.to_bytes(len(entries), "little").count(0)
 
 
 _LOW_NIBBLE = bytes(b & 0x0F for b in range(256))
